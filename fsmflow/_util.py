@@ -1,0 +1,27 @@
+"""Small internal helpers shared by every layer."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+
+class NoPublicConstructor(type):
+    """Metaclass for classes that only a factory may create.
+
+    Calling the class raises :class:`TypeError` naming the factory to use; the factory calls
+    ``cls._create(...)``. This keeps invariants that the factory establishes (a validated
+    spec, a checked initial state) impossible to bypass by accident.
+    """
+
+    _factory_hint: str = "its factory"
+
+    def __call__(cls, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(
+            f"{cls.__module__}.{cls.__qualname__} has no public constructor; "
+            f"create it with {cls._factory_hint}"
+        )
+
+    def _create(cls, *args: Any, **kwargs: Any) -> Any:
+        """Create an instance; only the class's documented factory calls this. The result
+        is ``Any`` so that the factory can state the parametrised type it returns."""
+        return super().__call__(*args, **kwargs)

@@ -1,0 +1,411 @@
+"""``FsmBuilder``: the one way to define a machine.
+
+Registration is typed: ``builder.when(Running).on(Error, handler)`` makes mypy check that
+``handler`` accepts a ``Running`` and an ``Error``. Problems are collected while you
+register and reported together, naming the variants and handlers, when :meth:`build`
+validates the whole definition.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, Self, TypeVar, overload
+
+from ._errors import InvalidDefinitionError
+from ._spec import FsmSpec, HandlerKind, HandlerSpec, HookKind, HookSpec
+from ._transition import HookResult, TransitionResult
+from ._variants import Variant, VariantSet, parse_declared_type, variant_name
+
+S = TypeVar("S")
+E = TypeVar("E")
+C = TypeVar("C")
+A = TypeVar("A")
+SV = TypeVar("SV")
+EV = TypeVar("EV")
+
+
+class UnreachableStateWarning(UserWarning):
+    """A declared state cannot be reached from the spec's initial variant."""
+
+
+def _callable_name(function: Callable[..., Any]) -> str:
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
+    return name if isinstance(name, str) else repr(function)
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - async __call__ of callable objects
+    )
+
+
+class FsmBuilder(Generic[S, E, C, A]):
+    """Collects states, events, handlers and hooks, then :meth:`build` s an :class:`FsmSpec`.
+
+    ``states`` and ``events`` are the declared types: an ``Enum`` or a union of classes
+    (``Running | Failed``). ``initial`` is the variant diagrams mark as initial and from
+    which reachability is checked. Parametrise the builder so mypy checks handlers::
+
+        builder = FsmBuilder[State, Event, Ctx, Action](
+            states=State, events=Event, initial=Idle, name="door"
+        )
+    """
+
+    def __init__(
+        self,
+        *,
+        states: object,
+        events: object,
+        initial: object,
+        name: str | None = None,
+    ) -> None:
+        self._states: VariantSet = parse_declared_type(states, "state")
+        self._events: VariantSet = parse_declared_type(events, "event")
+        self._name = name or f"{self._states.label} machine"
+        self._initial: Variant = initial
+        self._handlers: list[HandlerSpec] = []
+        self._hooks: list[HookSpec] = []
+        self._problems: list[str] = []
+        self._strict = False
+
+    # -- registration -------------------------------------------------------------------
+
+    @overload
+    def when(self, state: type[SV]) -> StateScope[S, E, C, A, SV]: ...
+    @overload
+    def when(self, state: S) -> StateScope[S, E, C, A, S]: ...
+    def when(self, state: object) -> StateScope[S, E, C, A, Any]:
+        """Handlers, hooks and the timeout of one state variant (a class or enum member)."""
+        self._check_variant(state, self._states, "state", "when()")
+        return StateScope(self, state)
+
+    def from_any(self) -> AnyStateScope[S, E, C, A]:
+        """Handlers that apply in every state; a handler for the exact state wins."""
+        return AnyStateScope(self)
+
+    @overload
+    def on_entry(self, state: type[SV], hook: Callable[[SV, C], HookResult[A]]) -> Self: ...
+    @overload
+    def on_entry(self, state: S, hook: Callable[[S, C], HookResult[A]]) -> Self: ...
+    def on_entry(self, state: object, hook: Callable[..., Any]) -> Self:
+        """Run ``hook(state, ctx)`` whenever ``state``'s variant is entered; the actions it
+        returns run before the transition's own."""
+        self._check_variant(state, self._states, "state", "on_entry()")
+        self._add_hook(HookKind.ENTRY, state, hook)
+        return self
+
+    @overload
+    def on_exit(self, state: type[SV], hook: Callable[[SV, C], HookResult[A]]) -> Self: ...
+    @overload
+    def on_exit(self, state: S, hook: Callable[[S, C], HookResult[A]]) -> Self: ...
+    def on_exit(self, state: object, hook: Callable[..., Any]) -> Self:
+        """Run ``hook(state, ctx)`` whenever ``state``'s variant is left; its actions run
+        first."""
+        self._check_variant(state, self._states, "state", "on_exit()")
+        self._add_hook(HookKind.EXIT, state, hook)
+        return self
+
+    def on_unhandled(
+        self,
+        handler: Callable[[S, E, C], TransitionResult[S, A]],
+        *,
+        to: Iterable[type[S] | S] | None = None,
+    ) -> Self:
+        """Handle every (state, event) pair that no other handler covers.
+
+        Without it, an unhandled event is ignored (or raises in :meth:`strict` mode).
+        """
+        if any(h.kind is HandlerKind.UNHANDLED for h in self._handlers):
+            self._problems.append(
+                f"on_unhandled() registered twice (second: {_callable_name(handler)})"
+            )
+        self._add_handler(HandlerKind.UNHANDLED, None, None, handler, to)
+        return self
+
+    def strict(self) -> Self:
+        """Make unhandled events raise :class:`UnhandledEventError` and unreachable states
+        build errors."""
+        self._strict = True
+        return self
+
+    # -- internals used by the scopes ---------------------------------------------------
+
+    def _check_variant(self, value: object, declared: VariantSet, role: str, where: str) -> bool:
+        if declared.contains(value):
+            return True
+        self._problems.append(
+            f"{where}: {variant_name(value)} is not a variant of the declared {role} type "
+            f"{declared.label} (variants: {', '.join(map(variant_name, declared.variants))})"
+        )
+        return False
+
+    def _add_handler(
+        self,
+        kind: HandlerKind,
+        source: Variant | None,
+        event: Variant | None,
+        function: Callable[..., Any],
+        to: Iterable[object] | None,
+        seconds: float | None = None,
+    ) -> None:
+        if not callable(function):
+            raise TypeError(f"handler {function!r} is not callable")
+        targets = None if to is None else tuple(to)
+        self._handlers.append(
+            HandlerSpec(
+                kind=kind,
+                source=source,
+                event=event,
+                function=function,
+                name=_callable_name(function),
+                targets=targets,
+                is_async=_is_async(function),
+                seconds=seconds,
+            )
+        )
+
+    def _add_hook(self, kind: HookKind, state: Variant, hook: Callable[..., Any]) -> None:
+        if not callable(hook):
+            raise TypeError(f"{kind.value} hook {hook!r} is not callable")
+        self._hooks.append(HookSpec(kind, state, hook, _callable_name(hook), _is_async(hook)))
+
+    # -- build ----------------------------------------------------------------------------
+
+    def build(self) -> FsmSpec[S, E, C, A]:
+        """Validate everything registered and return the immutable spec.
+
+        Raises :class:`InvalidDefinitionError` listing every problem: undeclared variants,
+        duplicate handlers, ``to=`` naming unknown variants, a bad initial variant, bad
+        timeouts, and (in strict mode) unreachable states. Outside strict mode unreachable
+        states emit an :class:`UnreachableStateWarning`.
+        """
+        problems = list(self._problems)
+        if not self._states.contains(self._initial):
+            problems.append(
+                f"initial variant {variant_name(self._initial)} is not a variant of the "
+                f"declared state type {self._states.label}"
+            )
+        table: dict[tuple[Variant, Variant], HandlerSpec] = {}
+        wildcards: dict[Variant, HandlerSpec] = {}
+        timeouts: dict[Variant, HandlerSpec] = {}
+        unhandled: HandlerSpec | None = None
+        for handler in self._handlers:
+            problems.extend(self._target_problems(handler))
+            if handler.kind is HandlerKind.EVENT:
+                key = (handler.source, handler.event)
+                if key in table:
+                    problems.append(
+                        f"duplicate handler for ({variant_name(handler.source)}, "
+                        f"{variant_name(handler.event)}): {table[key].name} and {handler.name}"
+                    )
+                else:
+                    table[key] = handler
+            elif handler.kind is HandlerKind.WILDCARD:
+                if handler.event in wildcards:
+                    problems.append(
+                        f"duplicate from_any() handler for {variant_name(handler.event)}: "
+                        f"{wildcards[handler.event].name} and {handler.name}"
+                    )
+                else:
+                    wildcards[handler.event] = handler
+            elif handler.kind is HandlerKind.TIMEOUT:
+                assert handler.seconds is not None
+                if not handler.seconds > 0:
+                    problems.append(
+                        f"timeout of {variant_name(handler.source)} must be a positive number "
+                        f"of seconds, not {handler.seconds!r} (handler {handler.name})"
+                    )
+                if handler.source in timeouts:
+                    problems.append(
+                        f"duplicate timeout for {variant_name(handler.source)}: "
+                        f"{timeouts[handler.source].name} and {handler.name}"
+                    )
+                else:
+                    timeouts[handler.source] = handler
+            else:
+                unhandled = handler
+        if not problems:
+            unreachable = self._unreachable(self._handlers)
+            if unreachable:
+                message = (
+                    f"state(s) {', '.join(map(variant_name, unreachable))} cannot be reached "
+                    f"from the initial variant {variant_name(self._initial)}"
+                )
+                if self._strict:
+                    problems.append(message + " (strict mode)")
+                else:
+                    warnings.warn(f"{self._name}: {message}", UnreachableStateWarning, stacklevel=2)
+        if problems:
+            raise InvalidDefinitionError(self._name, problems)
+        entry: dict[Variant, list[HookSpec]] = {}
+        exit_: dict[Variant, list[HookSpec]] = {}
+        for hook in self._hooks:
+            (entry if hook.kind is HookKind.ENTRY else exit_).setdefault(hook.state, []).append(
+                hook
+            )
+        spec: FsmSpec[S, E, C, A] = FsmSpec._create(
+            name=self._name,
+            states=self._states,
+            events=self._events,
+            initial=self._initial,
+            handlers=tuple(self._handlers),
+            entry_hooks=tuple(h for h in self._hooks if h.kind is HookKind.ENTRY),
+            exit_hooks=tuple(h for h in self._hooks if h.kind is HookKind.EXIT),
+            strict=self._strict,
+            table=table,
+            wildcards=wildcards,
+            timeouts=timeouts,
+            entry={k: tuple(v) for k, v in entry.items()},
+            exit={k: tuple(v) for k, v in exit_.items()},
+            unhandled=unhandled,
+        )
+        return spec
+
+    def _target_problems(self, handler: HandlerSpec) -> list[str]:
+        if handler.targets is None:
+            return []
+        where = f"handler {handler.name}"
+        if handler.kind is HandlerKind.EVENT or handler.kind is HandlerKind.TIMEOUT:
+            where += f" of {variant_name(handler.source)}"
+        problems = [
+            f"{where}: to= names {variant_name(t)}, which is not a variant of the declared "
+            f"state type {self._states.label}"
+            for t in handler.targets
+            if not self._states.contains(t)
+        ]
+        if not handler.targets:
+            problems.append(f"{where}: to= is empty; omit it or name at least one variant")
+        return problems
+
+    def _unreachable(self, handlers: list[HandlerSpec]) -> list[Variant]:
+        """States no path of declared targets reaches from the initial variant.
+
+        A handler without ``to=`` may go anywhere, so it reaches every state; the check
+        never reports a state that might be reachable.
+        """
+        everything = list(self._states.variants)
+        reached = [self._initial]
+        frontier = [self._initial]
+        while frontier:
+            state = frontier.pop()
+            for handler in handlers:
+                applies = handler.source is None or handler.source is state
+                if not applies:
+                    continue
+                for target in everything if handler.targets is None else handler.targets:
+                    if not any(target is r for r in reached):
+                        reached.append(target)
+                        frontier.append(target)
+        return [v for v in everything if not any(v is r for r in reached)]
+
+
+class StateScope(Generic[S, E, C, A, SV]):
+    """Registration for one state variant; returned by :meth:`FsmBuilder.when`.
+
+    Every method returns the scope, so registrations chain.
+    """
+
+    def __init__(self, builder: FsmBuilder[S, E, C, A], state: Variant) -> None:
+        self._builder = builder
+        self._state = state
+
+    @overload
+    def on(
+        self,
+        event: type[EV],
+        handler: Callable[[SV, EV, C], TransitionResult[S, A]],
+        *,
+        to: Iterable[type[S] | S] | None = None,
+    ) -> Self: ...
+    @overload
+    def on(
+        self,
+        event: E,
+        handler: Callable[[SV, E, C], TransitionResult[S, A]],
+        *,
+        to: Iterable[type[S] | S] | None = None,
+    ) -> Self: ...
+    def on(
+        self,
+        event: object,
+        handler: Callable[..., Any],
+        *,
+        to: Iterable[object] | None = None,
+    ) -> Self:
+        """Handle ``event`` in this state with ``handler(state, event, ctx)``.
+
+        ``to`` declares the variants the handler may go to: the diagram shows exactly
+        those edges and the machine raises :class:`UndeclaredTargetError` on any other.
+        """
+        builder = self._builder
+        builder._check_variant(
+            event, builder._events, "event", f"when({variant_name(self._state)}).on()"
+        )
+        builder._add_handler(HandlerKind.EVENT, self._state, event, handler, to)
+        return self
+
+    def timeout(
+        self,
+        seconds: float,
+        handler: Callable[[SV, C], TransitionResult[S, A]],
+        *,
+        to: Iterable[type[S] | S] | None = None,
+    ) -> Self:
+        """Call ``handler(state, ctx)`` once this state has lasted ``seconds``.
+
+        Timeouts are cooperative: :meth:`StateMachine.check_timeout` fires them, using the
+        running event loop's clock (so trio's ``MockClock`` drives them in tests). Firing
+        restarts the timer, also when the handler stays.
+        """
+        self._builder._add_handler(
+            HandlerKind.TIMEOUT, self._state, None, handler, to, seconds=seconds
+        )
+        return self
+
+    def on_entry(self, hook: Callable[[SV, C], HookResult[A]]) -> Self:
+        """Same as :meth:`FsmBuilder.on_entry` for this state."""
+        self._builder._add_hook(HookKind.ENTRY, self._state, hook)
+        return self
+
+    def on_exit(self, hook: Callable[[SV, C], HookResult[A]]) -> Self:
+        """Same as :meth:`FsmBuilder.on_exit` for this state."""
+        self._builder._add_hook(HookKind.EXIT, self._state, hook)
+        return self
+
+
+class AnyStateScope(Generic[S, E, C, A]):
+    """Wildcard registration; returned by :meth:`FsmBuilder.from_any`."""
+
+    def __init__(self, builder: FsmBuilder[S, E, C, A]) -> None:
+        self._builder = builder
+
+    @overload
+    def on(
+        self,
+        event: type[EV],
+        handler: Callable[[S, EV, C], TransitionResult[S, A]],
+        *,
+        to: Iterable[type[S] | S] | None = None,
+    ) -> Self: ...
+    @overload
+    def on(
+        self,
+        event: E,
+        handler: Callable[[S, E, C], TransitionResult[S, A]],
+        *,
+        to: Iterable[type[S] | S] | None = None,
+    ) -> Self: ...
+    def on(
+        self,
+        event: object,
+        handler: Callable[..., Any],
+        *,
+        to: Iterable[object] | None = None,
+    ) -> Self:
+        """Handle ``event`` in any state that has no handler of its own for it."""
+        builder = self._builder
+        builder._check_variant(event, builder._events, "event", "from_any().on()")
+        builder._add_handler(HandlerKind.WILDCARD, None, event, handler, to)
+        return self
