@@ -66,4 +66,4 @@ class FsmAction(Protocol[C_contra]):
 TransitionResult: TypeAlias = Transition[_S, _A] | Awaitable[Transition[_S, _A]]
 
 #: What an entry or exit hook may return: actions or nothing, possibly awaited.
-HookResult: TypeAlias = Sequence[_A] | None | Awaitable[Sequence[_A] | None]
+HookResult: TypeAlias = Sequence[_A] | Awaitable[Sequence[_A] | None] | None
