@@ -1,0 +1,255 @@
+"""External events: a channel into a running supervisor, consulted per state.
+
+``ExternalEventPolicy.external_event_mode(state)`` says whether the loop waits for the
+next external event (``BLOCK``), takes one only if it is ready (``POLL``) or leaves the
+channel alone (``IGNORE``). The ``*WithExternalEvents`` wrappers apply the policy around
+an inner supervisor, which never sees the channel.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from typing import Any, Generic, TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ..fsm import FsmSpec, StateMachine
+from ._base import HandlerSupervised, SelfSupervised, Supervisor
+from ._directives import EventLoopDirective, Trigger
+from ._watcher import StateWatcher
+
+S = TypeVar("S")
+E = TypeVar("E")
+C = TypeVar("C")
+A = TypeVar("A")
+H = TypeVar("H")
+
+
+class ExternalEventMode(enum.Enum):
+    """How the loop treats the external-event channel in a state."""
+
+    #: Wait for the next external event; ``dispatch_state`` is not called.
+    BLOCK = "block"
+    #: Take an event if one is ready (without calling ``dispatch_state``); otherwise
+    #: dispatch as usual.
+    POLL = "poll"
+    #: Dispatch as usual and leave queued events where they are.
+    IGNORE = "ignore"
+
+
+class ExternalEventPolicy(ABC, Generic[S, E]):
+    """Mix into a supervisor to say how each state treats external events."""
+
+    @abstractmethod
+    def external_event_mode(self, state: S) -> ExternalEventMode:
+        """``BLOCK``, ``POLL`` or ``IGNORE`` for ``state``."""
+
+    @abstractmethod
+    def on_external_event_channel_closed(self, state: S) -> E | None:
+        """The event to feed when every sender has closed, or ``None`` to carry on
+        without external events. Delivered at most once per state entered."""
+
+
+class ExternalChannelClosed(Exception):
+    """The supervisor on the other side of this sender has finished (or the sender was
+    closed); nothing more can be sent."""
+
+
+class EventSender(Generic[E]):
+    """The sending side of an external-event channel.
+
+    The channel closes for the receiver when every sender (the original and its
+    :meth:`clone` s) is closed. ``send`` waits while the channel is full: that is the
+    backpressure a bounded capacity promises.
+    """
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: MemoryObjectSendStream[E]) -> None:
+        self._stream = stream
+
+    async def send(self, event: E) -> None:
+        """Send ``event``, waiting for room. Raises :class:`ExternalChannelClosed`."""
+        try:
+            await self._stream.send(event)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise ExternalChannelClosed("external event channel is closed") from exc
+
+    def send_nowait(self, event: E) -> None:
+        """Send without waiting; raises ``anyio.WouldBlock`` when the channel is full and
+        :class:`ExternalChannelClosed` when it is closed."""
+        try:
+            self._stream.send_nowait(event)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise ExternalChannelClosed("external event channel is closed") from exc
+
+    def clone(self) -> EventSender[E]:
+        """Another sender on the same channel (close each one you make)."""
+        return EventSender(self._stream.clone())
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class EventReceiver(Generic[E]):
+    """The receiving side; hand it to a ``*WithExternalEvents`` wrapper."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: MemoryObjectReceiveStream[E]) -> None:
+        self._stream = stream
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class ChannelBuilder(Generic[E, S]):
+    """Builds the channel and watcher for one supervisor::
+
+    sender, receiver, watcher = ChannelBuilder[Event, State](capacity=32).build(initial)
+    """
+
+    def __init__(self, capacity: int = 16) -> None:
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, not {capacity}")
+        self.capacity = capacity
+
+    def build(self, initial_state: S) -> tuple[EventSender[E], EventReceiver[E], StateWatcher[S]]:
+        send, receive = anyio.create_memory_object_stream[E](self.capacity)
+        return EventSender(send), EventReceiver(receive), StateWatcher(initial_state)
+
+
+class _WithExternalEvents(Supervisor[S, E, C, A]):
+    """The shared implementation of both wrappers: one mechanism, two identities."""
+
+    inner: Supervisor[S, E, C, A]
+
+    def __init__(
+        self,
+        inner: Supervisor[S, E, C, A],
+        receiver: EventReceiver[E],
+        watcher: StateWatcher[S],
+    ) -> None:
+        if not isinstance(inner, ExternalEventPolicy):
+            raise TypeError(
+                f"{type(inner).__name__} must implement ExternalEventPolicy "
+                "(external_event_mode and on_external_event_channel_closed) to be wrapped "
+                "with external events"
+            )
+        Supervisor.__init__(self, inner.name, journal=inner.journal)
+        self.inner = inner
+        self._policy: ExternalEventPolicy[S, E] = inner
+        self._stream = receiver._stream
+        self.watcher = watcher
+        self._closed = False
+        self._closed_delivered_for: object = _NOTHING
+        self.max_consecutive_failures = inner.max_consecutive_failures
+        self.yield_every = inner.yield_every
+        self.completion_timeout = inner.completion_timeout
+        self._listeners = inner._listeners
+
+    @classmethod
+    def fsm_spec(cls) -> FsmSpec[S, E, C, A]:
+        raise TypeError(
+            f"{cls.__name__} wraps another supervisor; read the spec from the wrapped "
+            "supervisor's class"
+        )
+
+    def build_state_machine(self, initial_state: S) -> StateMachine[S, E, C, A]:
+        return self.inner.build_state_machine(initial_state)
+
+    def initial_state(self) -> S:
+        return self.inner.initial_state()
+
+    def initial_context(self) -> C:
+        return self.inner.initial_context()
+
+    @property
+    def writer_id(self) -> str:
+        return self.inner.writer_id
+
+    def event_for_action_error(self, msg: str) -> E:
+        return self.inner.event_for_action_error(msg)
+
+    async def dispatch_state(self, state: S, ctx: C) -> EventLoopDirective[E]:
+        self.watcher.publish(state)
+        mode = self._policy.external_event_mode(state)
+        if mode is ExternalEventMode.POLL:
+            if not self._closed:
+                try:
+                    return Trigger(self._stream.receive_nowait())
+                except anyio.WouldBlock:
+                    pass
+                except anyio.EndOfStream:
+                    self._closed = True
+            closed_event = self._closed_event(state)
+            if closed_event is not None:
+                return Trigger(closed_event)
+        elif mode is ExternalEventMode.BLOCK:
+            if not self._closed:
+                try:
+                    return Trigger(await self._stream.receive())
+                except anyio.EndOfStream:
+                    self._closed = True
+            closed_event = self._closed_event(state)
+            if closed_event is not None:
+                return Trigger(closed_event)
+        return await self.inner.dispatch_state(state, ctx)
+
+    def _closed_event(self, state: S) -> E | None:
+        """The mapped closed-channel event, at most once per state entered, so a state
+        that keeps the channel closed never spins on it."""
+        if not self._closed or self._closed_delivered_for is state:
+            return None
+        event = self._policy.on_external_event_channel_closed(state)
+        if event is not None:
+            self._closed_delivered_for = state
+        return event
+
+    async def after_transition(self, state: S, ctx: C) -> None:
+        self.watcher.publish(state)
+        await self.inner.after_transition(state, ctx)
+
+    async def write_completion_event(self) -> None:
+        self.inner._exit = self._exit
+        try:
+            await self.inner.write_completion_event()
+        finally:
+            if self._exit is not None:
+                self.watcher.publish(self._exit[1])  # type: ignore[arg-type]
+            self.watcher.close()
+            self._stream.close()
+
+
+_NOTHING: Any = object()
+
+
+class SelfSupervisedWithExternalEvents(_WithExternalEvents[S, E, C, A], SelfSupervised[S, E, C, A]):
+    """A :class:`SelfSupervised` with an external-event channel and a state watcher."""
+
+    def __init__(
+        self,
+        inner: SelfSupervised[S, E, C, A],
+        receiver: EventReceiver[E],
+        watcher: StateWatcher[S],
+    ) -> None:
+        super().__init__(inner, receiver, watcher)
+
+
+class HandlerSupervisedWithExternalEvents(
+    _WithExternalEvents[S, E, C, A], HandlerSupervised[S, E, C, A, H]
+):
+    """A :class:`HandlerSupervised` with an external-event channel and a state watcher;
+    ``handler`` and ``stage_id`` are the inner supervisor's."""
+
+    def __init__(
+        self,
+        inner: HandlerSupervised[S, E, C, A, H],
+        receiver: EventReceiver[E],
+        watcher: StateWatcher[S],
+    ) -> None:
+        _WithExternalEvents.__init__(self, inner, receiver, watcher)
+        self.handler = inner.handler
+        self.stage_id = inner.stage_id

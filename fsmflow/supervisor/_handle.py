@@ -1,0 +1,161 @@
+"""Handles: start a supervisor in a nursery and talk to it while it runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+import anyio
+
+from ._base import HandlerSupervised, SelfSupervised, Supervisor
+from ._external import (
+    ChannelBuilder,
+    EventSender,
+    ExternalEventPolicy,
+    HandlerSupervisedWithExternalEvents,
+    SelfSupervisedWithExternalEvents,
+)
+from ._records import ExitKind, RunOutcome, SupervisorError, TransitionRecord
+from ._watcher import StateWatcher
+
+S = TypeVar("S")
+E = TypeVar("E")
+C = TypeVar("C")
+A = TypeVar("A")
+
+
+class TaskSpawner(Protocol):
+    """A trio nursery or an anyio task group."""
+
+    def start_soon(
+        self, func: Callable[..., Awaitable[Any]], *args: Any, name: Any = None
+    ) -> None: ...
+
+
+class SupervisorHandle(Generic[S, E]):
+    """What you hold while a supervisor runs: send events, watch states, cancel, and
+    await the outcome. Create it with :func:`start_supervisor`."""
+
+    def __init__(
+        self,
+        name: str,
+        sender: EventSender[E] | None,
+        watcher: StateWatcher[S],
+    ) -> None:
+        self.name = name
+        self._sender = sender
+        self.watcher = watcher
+        self._scope = anyio.CancelScope()
+        self._done = anyio.Event()
+        self._outcome: RunOutcome[S] | None = None
+
+    def _require_sender(self) -> EventSender[E]:
+        if self._sender is None:
+            raise TypeError(
+                f"supervisor {self.name!r} takes no external events: make its class "
+                "implement ExternalEventPolicy"
+            )
+        return self._sender
+
+    async def send(self, event: E) -> None:
+        """Send an external event, waiting while the channel is full."""
+        await self._require_sender().send(event)
+
+    def send_nowait(self, event: E) -> None:
+        """Send without waiting (``anyio.WouldBlock`` when full)."""
+        self._require_sender().send_nowait(event)
+
+    def sender(self) -> EventSender[E]:
+        """A new sender for another producer; close it when done."""
+        return self._require_sender().clone()
+
+    def close_events(self) -> None:
+        """Close this handle's sender: once every sender is closed, the supervisor's
+        policy decides what a closed channel means."""
+        if self._sender is not None:
+            self._sender.close()
+
+    @property
+    def state(self) -> S:
+        return self.watcher.current()
+
+    async def wait_for(self, predicate: Callable[[S], bool]) -> S:
+        """Wait until the state satisfies ``predicate`` (see :meth:`StateWatcher.wait_for`)."""
+        return await self.watcher.wait_for(predicate)
+
+    def changes(self) -> AsyncIterator[S]:
+        return self.watcher.changes()
+
+    def cancel(self) -> None:
+        """Cancel the run; its completion event is still written. The outcome is
+        ``CANCELLED``."""
+        self._scope.cancel()
+
+    @property
+    def done(self) -> bool:
+        return self._outcome is not None
+
+    async def outcome(self) -> RunOutcome[S]:
+        """Wait for the run to end and return how it ended."""
+        await self._done.wait()
+        assert self._outcome is not None
+        return self._outcome
+
+
+async def start_supervisor(
+    spawner: TaskSpawner,
+    supervisor: Supervisor[S, E, C, A],
+    *,
+    initial_state: S | None = None,
+    context: C | None = None,
+    capacity: int = 16,
+    raise_on_failure: bool = True,
+    listener: Callable[[TransitionRecord], None] | None = None,
+) -> SupervisorHandle[S, E]:
+    """Start ``supervisor`` in ``spawner`` (a nursery or task group) and return its handle.
+
+    A supervisor implementing :class:`ExternalEventPolicy` is wrapped with an external
+    event channel of ``capacity``; otherwise the handle watches states through a
+    transition listener and cannot send events. With ``raise_on_failure`` (the default)
+    a :class:`SupervisorError` propagates into the nursery, so failures are never
+    silent; without it the error is only reported through :meth:`SupervisorHandle.outcome`.
+    """
+    state = supervisor.initial_state() if initial_state is None else initial_state
+    ctx = supervisor.initial_context() if context is None else context
+    runner: Supervisor[S, E, C, A]
+    if isinstance(supervisor, ExternalEventPolicy):
+        sender, receiver, watcher = ChannelBuilder[E, S](capacity).build(state)
+        if isinstance(supervisor, HandlerSupervised):
+            runner = HandlerSupervisedWithExternalEvents(supervisor, receiver, watcher)
+        else:
+            runner = SelfSupervisedWithExternalEvents(
+                cast(SelfSupervised[S, E, C, A], supervisor), receiver, watcher
+            )
+        handle: SupervisorHandle[S, E] = SupervisorHandle(supervisor.name, sender, watcher)
+    else:
+        watcher = StateWatcher(state)
+        supervisor.add_transition_listener(lambda record: watcher.publish(record.to_state))  # type: ignore[arg-type]
+        runner = supervisor
+        handle = SupervisorHandle(supervisor.name, None, watcher)
+    if listener is not None:
+        supervisor.add_transition_listener(listener)
+
+    async def body() -> None:
+        try:
+            with handle._scope:
+                await runner.run(state, ctx)
+        except SupervisorError:
+            if raise_on_failure:
+                raise
+        finally:
+            outcome = runner.last_outcome
+            if outcome is None:  # the run never started: build_state_machine raised
+                outcome = RunOutcome(supervisor.name, ExitKind.FAILED, state, 0, 0, 0)
+            handle._outcome = outcome
+            handle.close_events()
+            watcher.publish(outcome.final_state)
+            watcher.close()
+            handle._done.set()
+
+    spawner.start_soon(body, name=f"supervisor:{supervisor.name}")
+    return handle
