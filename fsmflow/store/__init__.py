@@ -1,0 +1,54 @@
+"""Durable storage behind small protocols.
+
+Engines persist versioned key/value records, append-only logs and checkpoints through
+:class:`Store`; :class:`MemoryStore` serves tests, :class:`SqliteStore` is the embedded
+default. Values become bytes through :class:`Codec` (cattrs to JSON, registered types
+only): never pickle, never a class chosen by stored data.
+"""
+
+from ._codec import Codec
+from ._errors import DecodeError, EncodeError, SchemaError, StoreError, VersionConflict
+from ._memory import MemoryStore
+from ._protocols import (
+    Append,
+    BatchOp,
+    Checkpoint,
+    CheckpointStore,
+    Delete,
+    KeyValueStore,
+    LogEntry,
+    LogStore,
+    Put,
+    Remove,
+    Store,
+    Versioned,
+)
+from ._sqlite import SCHEMA_VERSION, Durability, SqliteStore
+from ._typed import TypedKeyValue, TypedLog
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Append",
+    "BatchOp",
+    "Checkpoint",
+    "CheckpointStore",
+    "Codec",
+    "DecodeError",
+    "Delete",
+    "Durability",
+    "EncodeError",
+    "KeyValueStore",
+    "LogEntry",
+    "LogStore",
+    "MemoryStore",
+    "Put",
+    "Remove",
+    "SchemaError",
+    "SqliteStore",
+    "Store",
+    "StoreError",
+    "TypedKeyValue",
+    "TypedLog",
+    "Versioned",
+    "VersionConflict",
+]
