@@ -9,6 +9,7 @@ validates the whole definition.
 from __future__ import annotations
 
 import inspect
+import numbers
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, Self, TypeVar, overload
@@ -32,7 +33,13 @@ class UnreachableStateWarning(UserWarning):
 
 def _callable_name(function: Callable[..., Any]) -> str:
     name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
-    return name if isinstance(name, str) else repr(function)
+    if isinstance(name, str):
+        return name
+    # A callable object: its own repr if its class defines one (attrs classes do), else its
+    # class name, which unlike the default repr stays the same from one run to the next.
+    if any("__repr__" in vars(cls) for cls in type(function).__mro__[:-1]):
+        return repr(function)
+    return f"{type(function).__qualname__} instance"
 
 
 def _is_async(function: Callable[..., Any]) -> bool:
@@ -117,9 +124,10 @@ class FsmBuilder(Generic[S, E, C, A]):
 
         Without it, an unhandled event is ignored (or raises in :meth:`strict` mode).
         """
-        if any(h.kind is HandlerKind.UNHANDLED for h in self._handlers):
+        first = next((h for h in self._handlers if h.kind is HandlerKind.UNHANDLED), None)
+        if first is not None:
             self._problems.append(
-                f"on_unhandled() registered twice (second: {_callable_name(handler)})"
+                f"on_unhandled() registered twice: {first.name} and {_callable_name(handler)}"
             )
         self._add_handler(HandlerKind.UNHANDLED, None, None, handler, to)
         return self
@@ -193,6 +201,9 @@ class FsmBuilder(Generic[S, E, C, A]):
         unhandled: HandlerSpec | None = None
         for handler in self._handlers:
             problems.extend(self._target_problems(handler))
+            if not self._is_declared(handler):
+                # Already reported at registration; the value may not even be hashable.
+                continue
             if handler.kind is HandlerKind.EVENT:
                 key = (handler.source, handler.event)
                 if key in table:
@@ -211,8 +222,10 @@ class FsmBuilder(Generic[S, E, C, A]):
                 else:
                     wildcards[handler.event] = handler
             elif handler.kind is HandlerKind.TIMEOUT:
-                assert handler.seconds is not None
-                if not handler.seconds > 0:
+                seconds = handler.seconds
+                if isinstance(seconds, bool) or not (
+                    isinstance(seconds, numbers.Real) and seconds > 0
+                ):
                     problems.append(
                         f"timeout of {variant_name(handler.source)} must be a positive number "
                         f"of seconds, not {handler.seconds!r} (handler {handler.name})"
@@ -262,6 +275,12 @@ class FsmBuilder(Generic[S, E, C, A]):
             unhandled=unhandled,
         )
         return spec
+
+    def _is_declared(self, handler: HandlerSpec) -> bool:
+        """Whether the handler's state and event (where it has them) are declared."""
+        return (handler.source is None or self._states.contains(handler.source)) and (
+            handler.event is None or self._events.contains(handler.event)
+        )
 
     def _target_problems(self, handler: HandlerSpec) -> list[str]:
         if handler.targets is None:

@@ -118,6 +118,8 @@ class StateMachine(Generic[S, E, C, A], metaclass=NoPublicConstructor):
         Returns the transition's actions, or ``[]`` when the state has no timeout or it is
         not due yet. The clock is the running loop's (``anyio.current_time()``); a state's
         timer starts when it is entered, or at the first call for the initial state.
+        Firing restarts the timer even when the handler, a hook or the target check
+        raises, so a failing timeout fires again a full period later, not at once.
         """
         handler = self._timeouts.get(self._state_key(self._state))
         if handler is None:
@@ -126,10 +128,14 @@ class StateMachine(Generic[S, E, C, A], metaclass=NoPublicConstructor):
         if self._entered_at is None:
             self._entered_at = now
         assert handler.seconds is not None
-        if now - self._entered_at < handler.seconds:
+        # Compare against the same sum timeout_deadline() returns: ``now - entered`` can
+        # round below ``seconds`` at exactly the deadline, and a driver that slept until
+        # the deadline would then never see the timeout fire.
+        if now < self._entered_at + handler.seconds:
             return []
         state = self._state
         skey = self._state_key(state)
+        self._entered_at = now
         try:
             result: Any = handler.function(state, ctx)
             if handler.is_async:
@@ -138,7 +144,6 @@ class StateMachine(Generic[S, E, C, A], metaclass=NoPublicConstructor):
             raise HandlerError(
                 self._spec.name, handler.name, variant_name(skey), "timeout"
             ) from exc
-        self._entered_at = now
         return await self._apply(handler, result, skey, "timeout", ctx)
 
     def timeout_deadline(self) -> float | None:

@@ -80,14 +80,18 @@ class HookSpec:
 
 
 @final
-@attrs.frozen(slots=True, repr=False)
+@attrs.frozen(slots=True, repr=False, eq=False)
 class FsmSpec(Generic[S, E, C, A], metaclass=NoPublicConstructor):
     """A validated machine definition; create it with :meth:`FsmBuilder.build`.
 
     Everything here is read-only. ``handlers`` lists every handler in registration order
     (timeouts and the unhandled handler included); ``entry_hooks`` and ``exit_hooks`` list
     the hooks. Create running machines with :meth:`new_machine`.
+
+    A spec compares and hashes by identity, so it can key a cache (of diagrams, say).
     """
+
+    _factory_hint = "FsmBuilder(...).build()"
 
     name: str
     states: VariantSet

@@ -1,0 +1,33 @@
+"""State diagrams of FSM specs: Mermaid and DOT source, and rendered images.
+
+:func:`to_mermaid` and :func:`to_dot` turn an :class:`~fsmflow.fsm.FsmSpec` (or a running
+:class:`~fsmflow.fsm.StateMachine`, whose current state is highlighted) into source text,
+drawn through transitions' diagram extension; neither needs Graphviz installed. :func:`render`
+also produces SVG, PNG and the other Graphviz formats by running Graphviz's ``dot``.
+
+What a diagram shows: every declared state (entry and exit hooks listed by name), the
+initial marker on the spec's initial variant, one edge per declared target labelled with
+the event (``after 5s`` for a timeout, ``unhandled`` for the unhandled handler), wildcard
+handlers from every state where they apply, and an "any state" node for handlers that
+declared no ``to=``. Output is deterministic, so generated docs can be checked in.
+
+The ``fsmflow diagram MODULE:ATTR`` command and ``python -m fsmflow.diagrams._docs`` (which
+regenerates the docs' diagrams) find what to draw with :func:`load_target`.
+"""
+
+from ._export import DiagramToolMissing, render, to_dot, to_mermaid
+from ._model import ANY_STATE_LABEL, UNHANDLED_LABEL, DiagramSubject
+from ._targets import DiagramTargetError, load_target, resolve_target
+
+__all__ = [
+    "ANY_STATE_LABEL",
+    "UNHANDLED_LABEL",
+    "DiagramSubject",
+    "DiagramTargetError",
+    "DiagramToolMissing",
+    "load_target",
+    "render",
+    "resolve_target",
+    "to_dot",
+    "to_mermaid",
+]

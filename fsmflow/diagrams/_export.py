@@ -1,0 +1,242 @@
+"""Mermaid, DOT and rendered images of a spec, drawn by transitions' diagram extension.
+
+:func:`describe` decides what to show; this module hands it to
+``transitions.extensions.diagrams.GraphMachine`` (a throwaway machine on a throwaway model,
+never triggered) and takes the source text it produces. The ``mermaid`` engine needs no
+Graphviz at all; the ``graphviz`` engine only builds DOT text with the ``graphviz``
+package, and only :func:`render` runs Graphviz's ``dot``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+
+import graphviz
+from transitions.core import State
+from transitions.extensions.diagrams import GraphMachine
+
+from ._model import ANY_STATE_ID, ANY_STATE_LABEL, INITIAL_ID, Diagram, DiagramSubject, describe
+
+if TYPE_CHECKING:
+    from transitions.extensions.diagrams_base import GraphProtocol
+
+_Styles = dict[str, str | dict[str, str | dict[str, Any]]]
+
+_TRANSITIONS_NODE_STYLES = cast(dict[str, dict[str, str]], GraphMachine.style_attributes["node"])
+
+# Node styles by name: transitions' own "default" and "active" (the current state of a
+# machine), plus "pseudo" for the "any state" node. Mermaid turns each into a classDef
+# (it drops Graphviz-only keys such as shape); Graphviz uses them as node attributes.
+_MERMAID_STYLES: _Styles = {
+    "node": {
+        "default": dict(_TRANSITIONS_NODE_STYLES["default"]),
+        "active": dict(_TRANSITIONS_NODE_STYLES["active"]),
+        "pseudo": {
+            "fillcolor": "white",
+            "color": "dimgray",
+            "stroke": "dimgray",
+            "stroke-dasharray": "5 5",
+        },
+    },
+}
+_GRAPHVIZ_STYLES: _Styles = {
+    "node": {
+        "default": dict(_TRANSITIONS_NODE_STYLES["default"]),
+        "active": dict(_TRANSITIONS_NODE_STYLES["active"]),
+        "pseudo": {
+            "shape": "rectangle",
+            "style": "dashed,rounded,filled",
+            "fillcolor": "white",
+            "color": "dimgray",
+            "fontcolor": "dimgray",
+            "peripheries": "1",
+        },
+    },
+    "edge": {"default": {"color": "black"}},
+    "graph": {"default": {"color": "black", "fillcolor": "white", "style": "solid"}},
+}
+
+# Characters that end or split a Mermaid statement, start a comment or would be read as
+# HTML, written as Mermaid entity codes (``#60;`` renders as ``<``).
+_MERMAID_ESCAPES = {ord(c): f"#{ord(c)};" for c in '"#%:;<>[]{}\\'} | {
+    ord("\n"): " ",
+    ord("\r"): " ",
+    ord("\t"): " ",
+}
+# Backslashes start DOT escapes and a label in <...> would be an HTML label; Graphviz
+# decodes these entities in ordinary labels. Graphviz's quoting handles double quotes.
+_DOT_ESCAPES = {
+    ord("\\"): "\\\\",
+    ord("&"): "&amp;",
+    ord("<"): "&lt;",
+    ord(">"): "&gt;",
+    ord("\n"): " ",
+    ord("\r"): " ",
+}
+
+
+class DiagramToolMissing(RuntimeError):
+    """Rendering an image needs Graphviz's ``dot`` executable, and it was not found.
+
+    ``tool`` is the missing executable and ``format`` the format that was asked for. Mermaid
+    and DOT source (:func:`to_mermaid`, :func:`to_dot`) never need it.
+    """
+
+    def __init__(self, tool: str, format: str) -> None:
+        self.tool = tool
+        self.format = format
+        super().__init__(
+            f"rendering a diagram as {format!r} needs Graphviz's {tool!r} executable, which "
+            "was not found on PATH; install Graphviz (https://graphviz.org/download/, e.g. "
+            "`apt-get install graphviz` or `brew install graphviz`), or use the format "
+            "'mermaid' or 'dot', which need no external tool"
+        )
+
+
+def to_mermaid(subject: DiagramSubject, *, title: str | None = None) -> str:
+    """Mermaid ``stateDiagram-v2`` source for a spec or machine, ending with a newline.
+
+    ``title`` (default: the spec's name) goes into the front matter. For a
+    :class:`StateMachine` the current state has the ``s_active`` class; a bare spec
+    highlights nothing. The same spec always gives the same text.
+    """
+    diagram = describe(subject, title)
+    graph = _draw(diagram, "mermaid", _MERMAID_STYLES, _mermaid_text)
+    # transitions starts with "---", the bare (one-line) title, "---"; Mermaid's front
+    # matter is YAML, so write "title: ..." instead. It also writes "Class X s_style", which
+    # Mermaid's case-insensitive lexer accepts; write the documented "class".
+    body = cast(_HasSource, graph).source.split("\n", 3)[3]
+    body = re.sub(r"^( *)Class ", r"\1class ", body, flags=re.MULTILINE)
+    lines = [
+        "---",
+        f"title: {json.dumps(diagram.title, ensure_ascii=False)}",
+        "---",
+        *(line.rstrip() for line in body.splitlines()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def to_dot(subject: DiagramSubject, *, title: str | None = None) -> str:
+    """Graphviz DOT source for a spec or machine (no Graphviz installation needed).
+
+    The title (default: the spec's name) names the graph and labels it; the initial marker
+    is a point node with an edge to the initial state; a :class:`StateMachine`'s current
+    state has transitions' "active" style. The same spec always gives the same text.
+    """
+    return _digraph(subject, title).source
+
+
+def render(subject: DiagramSubject, format: str = "svg", *, title: str | None = None) -> bytes:
+    """The diagram as ``format``: ``"mermaid"`` and ``"dot"`` give UTF-8 source text; any
+    Graphviz output format (``"svg"``, ``"png"``, ``"pdf"``, ...) runs Graphviz's ``dot``.
+
+    Raises :class:`DiagramToolMissing` when ``dot`` is not installed and :class:`ValueError`
+    for a format that is neither.
+    """
+    if format == "mermaid":
+        return to_mermaid(subject, title=title).encode()
+    if format == "dot":
+        return to_dot(subject, title=title).encode()
+    if format not in graphviz.FORMATS:
+        raise ValueError(
+            f"unknown diagram format {format!r}; use 'mermaid', 'dot' or a Graphviz output "
+            "format such as 'svg' or 'png'"
+        )
+    digraph = _digraph(subject, title)
+    try:
+        return digraph.pipe(format=format)
+    except graphviz.ExecutableNotFound as exc:
+        raise DiagramToolMissing("dot", format) from exc
+
+
+class _HasSource(Protocol):
+    source: str
+
+
+class _LabelledState(State):
+    """A transitions state whose label (what diagrams show) differs from its name (the
+    node id)."""
+
+    def __init__(self, name: str, *, label: str, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.label = label
+
+
+class _DiagramMachine(GraphMachine):
+    state_cls = _LabelledState
+
+
+class _Model:
+    """The object GraphMachine binds ``get_graph`` and its trigger methods to."""
+
+    get_graph: Callable[..., GraphProtocol]
+
+
+def _digraph(subject: DiagramSubject, title: str | None) -> graphviz.Digraph:
+    diagram = describe(subject, title)
+    digraph = cast(graphviz.Digraph, _draw(diagram, "graphviz", _GRAPHVIZ_STYLES, _dot_text))
+    # transitions' Graphviz graphs have no initial marker; add the usual filled dot.
+    digraph.node(
+        INITIAL_ID, label="", shape="point", style="filled", fillcolor="black", width="0.2"
+    )
+    digraph.edge(INITIAL_ID, diagram.initial)
+    return digraph
+
+
+def _draw(
+    diagram: Diagram,
+    engine: Literal["mermaid", "graphviz"],
+    styles: _Styles,
+    text: Callable[[str], str],
+) -> GraphProtocol:
+    """Build a GraphMachine for ``diagram`` and return the graph transitions draws.
+
+    ``text`` makes a name safe for the engine; node ids are safe already. Each edge gets
+    its own trigger, so transitions keeps the edges in the diagram's order.
+    """
+    states: list[dict[str, Any]] = [
+        {
+            "name": node.id,
+            "label": text(node.name),
+            "on_enter": [text(hook) for hook in node.entry_hooks],
+            "on_exit": [text(hook) for hook in node.exit_hooks],
+        }
+        for node in diagram.nodes
+    ]
+    if diagram.has_any_state:
+        states.append({"name": ANY_STATE_ID, "label": ANY_STATE_LABEL})
+    transitions = [
+        {"trigger": f"e{index}", "source": e.source, "dest": e.target, "label": text(e.label)}
+        for index, e in enumerate(diagram.edges)
+    ]
+    model = _Model()
+    machine = _DiagramMachine(
+        model=model,
+        states=states,
+        transitions=transitions,
+        initial=diagram.initial,
+        auto_transitions=False,
+        show_state_attributes=True,
+        graph_engine=engine,
+    )
+    machine.style_attributes = styles
+    graph = machine.model_graphs[id(model)]
+    # GraphMachine marks the model's state (the initial one) active; only a running
+    # machine's current state should be.
+    graph.reset_styling()
+    if diagram.has_any_state:
+        graph.set_node_style(ANY_STATE_ID, "pseudo")
+    if diagram.active is not None:
+        graph.set_node_style(diagram.active, "active")
+    return model.get_graph(title=text(diagram.title))
+
+
+def _mermaid_text(text: str) -> str:
+    return text.translate(_MERMAID_ESCAPES)
+
+
+def _dot_text(text: str) -> str:
+    return text.translate(_DOT_ESCAPES)
