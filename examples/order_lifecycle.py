@@ -234,7 +234,7 @@ def order_spec() -> FsmSpec[OrderState, OrderEvent, Order, OrderAction]:
     builder.when(Paid).on(Ship, ship, to=[Shipped])
     builder.when(Shipped).on(DeliveryConfirmed, confirm_delivery, to=[Delivered])
     # A handler that only stays declares its own state, drawn as a loop.
-    builder.when(Delivered).on(Cancel, refuse_cancel, to=[Delivered])
+    builder.when(Delivered).on(Cancel, refuse_cancel, to=())
     builder.from_any().on(Cancel, cancel, to=[Cancelled])
     builder.on_entry(Shipped, announce_shipment)
     builder.on_entry(Cancelled, announce_cancellation)

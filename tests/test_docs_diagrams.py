@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fsmflow.diagrams import to_mermaid
-from fsmflow.diagrams._docs import DOC_DIAGRAMS, REGENERATE, fragment, main
+from fsmflow.diagrams._docs import DOC_DIAGRAMS, DOC_SOURCES, REGENERATE, fragment, main
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "diagrams"
@@ -21,7 +21,7 @@ def test_checked_in_diagrams_are_current(
 ) -> None:
     assert main([str(tmp_path)]) == 0
     generated = sorted(tmp_path.glob("*.md"))
-    assert [p.stem for p in generated] == sorted(DOC_DIAGRAMS)
+    assert [p.stem for p in generated] == sorted([*DOC_DIAGRAMS, *DOC_SOURCES])
     problems = []
     for fresh in generated:
         checked_in = DOCS / fresh.name
@@ -78,3 +78,10 @@ def test_command_line_check_on_the_checked_in_docs() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_source_fragments_must_be_text(tmp_path: Path) -> None:
+    from fsmflow.diagrams._docs import expected_files
+
+    with pytest.raises(TypeError, match="not Mermaid source text"):
+        expected_files({}, {"bad": "examples.turnstile:turnstile_spec"})

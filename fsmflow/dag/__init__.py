@@ -7,6 +7,7 @@ a whole is a supervised FSM (:class:`DagExecution`), so failures follow one
 :class:`FailureStrategy` and nothing runs after the execution ends.
 """
 
+from ._diagram import dag_to_mermaid
 from ._executor import DagExecution, DagStream, RunContext, execute_dag, stream_dag
 from ._fsm import ExecState, execution_spec
 from ._model import Dag, DagBuilder, DagDefinitionError, Intent, Processor, ProcessorInput
@@ -46,6 +47,7 @@ __all__ = [
     "ProcessorInput",
     "ProcessorOutcome",
     "RunContext",
+    "dag_to_mermaid",
     "execute_dag",
     "execution_spec",
     "node_spec",

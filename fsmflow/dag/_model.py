@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+from collections import deque
 import itertools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, final
@@ -166,16 +167,17 @@ class DagBuilder(Generic[P]):
 
 
 def _topological_order(processors: Mapping[str, Processor[Any]]) -> tuple[str, ...]:
-    """Kahn's algorithm in declaration order; a cycle raises naming its members."""
+    """Kahn's algorithm, first-ready first (so independent processors keep declaration
+    order); a cycle raises naming its members."""
     waiting = {pid: len(set(p.dependencies)) for pid, p in processors.items()}
     dependents: dict[str, list[str]] = {pid: [] for pid in processors}
     for pid, p in processors.items():
         for dep in set(p.dependencies):
             dependents[dep].append(pid)
-    ready = [pid for pid, count in waiting.items() if count == 0]
+    ready = deque(pid for pid, count in waiting.items() if count == 0)
     order: list[str] = []
     while ready:
-        pid = ready.pop()
+        pid = ready.popleft()
         order.append(pid)
         for child in dependents[pid]:
             waiting[child] -= 1

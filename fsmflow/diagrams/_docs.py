@@ -14,6 +14,7 @@ the machines the code defines.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,14 @@ DOC_DIAGRAMS: Mapping[str, str] = {
     "order_lifecycle": "examples.order_lifecycle:order_spec",
     "connection_manager": "examples.connection_manager:ConnectionManager",
     "pipeline_stage": "examples.pipeline_stage:PipelineStage",
+    "dag_execution": "fsmflow.dag:DagExecution",
+    "dag_processor": "fsmflow.dag:node_spec",
+}
+
+#: Doc diagram name -> ``MODULE:FUNC`` of a zero-argument function returning Mermaid source,
+#: for pictures that are not state machines (a DAG drawn by ``fsmflow.dag.dag_to_mermaid``).
+DOC_SOURCES: Mapping[str, str] = {
+    "document_pipeline": "examples.document_pipeline:pipeline_diagram",
 }
 
 #: The command that regenerates the checked-in fragments.
@@ -36,18 +45,39 @@ REGENERATE = "python -m fsmflow.diagrams._docs docs/diagrams"
 
 def fragment(reference: str) -> str:
     """The markdown fragment for the machine ``reference`` names."""
+    return _wrap(reference, to_mermaid(load_target(reference)))
+
+
+def source_fragment(reference: str) -> str:
+    """The markdown fragment for the Mermaid source the function ``reference`` returns."""
+    module_name, _, attr = reference.partition(":")
+    function = getattr(importlib.import_module(module_name), attr)
+    source = function()
+    if not isinstance(source, str):
+        raise TypeError(f"{reference} returned {type(source).__name__}, not Mermaid source text")
+    return _wrap(reference, source)
+
+
+def _wrap(reference: str, source: str) -> str:
     return (
         f"<!-- Generated from {reference} by `{REGENERATE}`; do not edit. -->\n"
         "\n"
         "```mermaid\n"
-        f"{to_mermaid(load_target(reference))}"
+        f"{source}"
         "```\n"
     )
 
 
-def expected_files(registry: Mapping[str, str] = DOC_DIAGRAMS) -> dict[str, str]:
-    """File name -> content of every fragment in ``registry``."""
-    return {f"{name}.md": fragment(reference) for name, reference in registry.items()}
+def expected_files(
+    registry: Mapping[str, str] = DOC_DIAGRAMS, sources: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """File name -> content of every fragment in ``registry`` and ``sources`` (which
+    defaults to :data:`DOC_SOURCES` when ``registry`` is the default one)."""
+    if sources is None:
+        sources = DOC_SOURCES if registry is DOC_DIAGRAMS else {}
+    files = {f"{name}.md": fragment(reference) for name, reference in registry.items()}
+    files.update({f"{name}.md": source_fragment(ref) for name, ref in sources.items()})
+    return files
 
 
 def write(outdir: Path, registry: Mapping[str, str] = DOC_DIAGRAMS) -> list[Path]:

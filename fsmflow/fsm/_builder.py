@@ -294,8 +294,6 @@ class FsmBuilder(Generic[S, E, C, A]):
             for t in handler.targets
             if not self._states.contains(t)
         ]
-        if not handler.targets:
-            problems.append(f"{where}: to= is empty; omit it or name at least one variant")
         return problems
 
     def _unreachable(self, handlers: list[HandlerSpec]) -> list[Variant]:

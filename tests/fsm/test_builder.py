@@ -418,14 +418,13 @@ def test_to_naming_unknown_variants_names_handler_and_variant() -> None:
     )
 
 
-def test_empty_to_is_rejected() -> None:
+def test_empty_to_declares_a_handler_that_only_stays() -> None:
     builder = full_door(door_builder())
     builder.when(Door.OPEN).on(Knock.PULL, ignore, to=[])
     builder.from_any().on(Knock.LOCK, ignore, to=())
-    assert problems_of(builder) == (
-        "handler ignore of OPEN: to= is empty; omit it or name at least one variant",
-        "handler ignore: to= is empty; omit it or name at least one variant",
-    )
+    spec = builder.build()
+    handler = spec.handler_for(Door.OPEN, Knock.PULL)
+    assert handler is not None and handler.targets == ()
 
 
 @pytest.mark.parametrize("seconds", [0, -1.5, math.nan, -math.inf, "5", None, True])
@@ -455,7 +454,6 @@ def test_duplicate_timeouts_name_both_handlers() -> None:
 def test_all_problems_are_reported_together() -> None:
     builder = door_builder(initial=Elsewhere.NOWHERE, name="broken door")
     builder.when(Door.OPEN).on(Knock.PUSH, close).on(Knock.PUSH, close_again)
-    builder.when(Door.OPEN).on(Knock.PULL, open_, to=[])
     builder.when(Door.CLOSED).timeout(-1, expire)
     builder.when(untyped(Elsewhere.NOWHERE)).on(Knock.LOCK, lock)
     builder.on_unhandled(ignore).on_unhandled(ignore)
@@ -463,7 +461,7 @@ def test_all_problems_are_reported_together() -> None:
         builder.build()
     error = info.value
     assert error.spec_name == "broken door"
-    assert len(error.problems) == 6
+    assert len(error.problems) == 5
     assert str(error).splitlines() == [
         "invalid FSM definition 'broken door':",
         "  - when(): NOWHERE is not a variant of the declared state type Door "
@@ -471,7 +469,6 @@ def test_all_problems_are_reported_together() -> None:
         "  - on_unhandled() registered twice: ignore and ignore",
         "  - initial variant NOWHERE is not a variant of the declared state type Door",
         "  - duplicate handler for (OPEN, PUSH): close and close_again",
-        "  - handler open_ of OPEN: to= is empty; omit it or name at least one variant",
         "  - timeout of CLOSED must be a positive number of seconds, not -1 (handler expire)",
     ]
 
