@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections import deque
 import itertools
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, final
 
