@@ -31,6 +31,9 @@ DOC_DIAGRAMS: Mapping[str, str] = {
     "pipeline_stage": "examples.pipeline_stage:PipelineStage",
     "dag_execution": "fsmflow.dag:DagExecution",
     "dag_processor": "fsmflow.dag:node_spec",
+    "graph_execution": "fsmflow.graph:GraphExecution",
+    "reactor": "fsmflow.reactor:Reactor",
+    "accumulator": "fsmflow.reactor:AccumulatorSupervisor",
 }
 
 #: Doc diagram name -> ``MODULE:FUNC`` of a zero-argument function returning Mermaid source,

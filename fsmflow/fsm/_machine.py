@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, final
 
 import anyio
+import attrs
 
 from .._util import NoPublicConstructor
 from ._errors import (
@@ -46,28 +47,21 @@ class StateMachine(Generic[S, E, C, A], metaclass=NoPublicConstructor):
     __slots__ = (
         "_spec",
         "_state",
-        "_state_key",
-        "_event_key",
-        "_table",
-        "_wildcards",
-        "_entry",
-        "_exit",
-        "_timeouts",
-        "_declared_states",
+        "_node",
+        "_enum_states",
+        "_enum_events",
         "_entered_at",
     )
 
     def __init__(self, spec: FsmSpec[S, E, C, A], initial_state: S) -> None:
         self._spec = spec
         self._state = initial_state
-        self._state_key = spec.states.key_function()
-        self._event_key = spec.events.key_function()
-        self._table = spec._table
-        self._wildcards = spec._wildcards
-        self._entry = spec._entry
-        self._exit = spec._exit
-        self._timeouts = spec._timeouts
-        self._declared_states = frozenset(spec.states.variants)
+        #: Always the node of ``_state``'s variant: moved only together with ``_state``.
+        self._node = spec._nodes[spec.states.variant_of(initial_state)]
+        # An enum member is its own variant, any other value's variant is its class: the
+        # hot path inlines that choice rather than calling VariantSet.key_function().
+        self._enum_states = spec.states.is_enum
+        self._enum_events = spec.events.is_enum
         self._entered_at: float | None = None
 
     @property
@@ -81,7 +75,7 @@ class StateMachine(Generic[S, E, C, A], metaclass=NoPublicConstructor):
 
     @property
     def state_variant(self) -> Variant:
-        return self._state_key(self._state)
+        return self._node.variant
 
     def __repr__(self) -> str:
         return f"<StateMachine {self._spec.name!r} in {self._state!r}>"
@@ -95,22 +89,33 @@ class StateMachine(Generic[S, E, C, A], metaclass=NoPublicConstructor):
         :class:`UndeclaredTargetError` for a target outside ``to=``; the state is then
         unchanged.
         """
-        state = self._state
-        skey = self._state_key(state)
-        handler = self._table.get((skey, self._event_key(event)))
-        if handler is None:
-            handler = self._wildcards.get(self._event_key(event))
-            if handler is None:
-                return await self._handle_unhandled(state, event, ctx)
+        node = self._node
+        route = node.routes.get(event if self._enum_events else type(event))
+        if route is None:
+            return await self._handle_unhandled(event, ctx)
+        handler = route.handler
         try:
-            result: Any = handler.function(state, event, ctx)
+            result: Any = handler.function(self._state, event, ctx)
             if handler.is_async:
                 result = await result
         except Exception as exc:
             raise HandlerError(
-                self._spec.name, handler.name, variant_name(skey), _event_label(event)
+                self._spec.name, handler.name, variant_name(node.variant), _event_label(event)
             ) from exc
-        return await self._apply(handler, result, skey, event, ctx)
+        # The common case, inlined to save a coroutine per event: a goto() along an allowed
+        # edge that runs no hook. stay(), hooks, a result that is not a Transition and every
+        # error go through _apply.
+        if type(result) is Transition:
+            target = result.next_state
+            if target is not STAY:
+                edge = route.edges.get(target if self._enum_states else type(target))
+                if edge is not None and not edge.hooked:
+                    self._state = target
+                    self._node = edge.target
+                    if edge.timed:
+                        self._entered_at = anyio.current_time()
+                    return list(result.actions)
+        return await self._apply(route, result, event, ctx)
 
     async def check_timeout(self, ctx: C) -> list[A]:
         """Fire the current state's timeout if it has lasted long enough.
@@ -121,9 +126,10 @@ class StateMachine(Generic[S, E, C, A], metaclass=NoPublicConstructor):
         Firing restarts the timer even when the handler, a hook or the target check
         raises, so a failing timeout fires again a full period later, not at once.
         """
-        handler = self._timeouts.get(self._state_key(self._state))
-        if handler is None:
+        route = self._node.timeout
+        if route is None:
             return []
+        handler = route.handler
         now = anyio.current_time()
         if self._entered_at is None:
             self._entered_at = now
@@ -133,120 +139,120 @@ class StateMachine(Generic[S, E, C, A], metaclass=NoPublicConstructor):
         # the deadline would then never see the timeout fire.
         if now < self._entered_at + handler.seconds:
             return []
-        state = self._state
-        skey = self._state_key(state)
         self._entered_at = now
         try:
-            result: Any = handler.function(state, ctx)
+            result: Any = handler.function(self._state, ctx)
             if handler.is_async:
                 result = await result
         except Exception as exc:
             raise HandlerError(
-                self._spec.name, handler.name, variant_name(skey), "timeout"
+                self._spec.name, handler.name, variant_name(self._node.variant), "timeout"
             ) from exc
-        return await self._apply(handler, result, skey, "timeout", ctx)
+        return await self._apply(route, result, "timeout", ctx)
 
     def timeout_deadline(self) -> float | None:
         """When the current state's timeout falls due on the loop's clock, or ``None``."""
-        handler = self._timeouts.get(self._state_key(self._state))
-        if handler is None:
+        route = self._node.timeout
+        if route is None:
             return None
-        assert handler.seconds is not None
+        assert route.handler.seconds is not None
         if self._entered_at is None:
             self._entered_at = anyio.current_time()
-        return self._entered_at + handler.seconds
+        return self._entered_at + route.handler.seconds
 
     async def execute_actions(self, actions: Iterable[FsmAction[C]], ctx: C) -> None:
         """Run ``actions`` in order; the first failure raises :class:`ActionError` and the
         rest are skipped."""
-        for index, action in enumerate(actions):
+        index = 0
+        for action in actions:
             try:
                 await action.execute(ctx)
             except Exception as exc:
                 raise ActionError(action, index, exc) from exc
+            index += 1  # noqa: SIM113 - enumerate() would cost more than a typical action
 
     # -- internals -------------------------------------------------------------------------
 
-    async def _handle_unhandled(self, state: S, event: E, ctx: C) -> list[A]:
+    async def _handle_unhandled(self, event: E, ctx: C) -> list[A]:
         spec = self._spec
-        ekey = self._event_key(event)
+        ekey = spec.events.variant_of(event)
         if ekey not in spec.events.variants:
             raise FsmError(
                 f"{spec.name}: {event!r} is not a value of the declared event type "
                 f"{spec.events.label}"
             )
-        handler = spec._unhandled
-        if handler is None:
+        route = self._node.unhandled
+        if route is None:
             if spec.strict:
                 raise UnhandledEventError(
-                    spec.name, variant_name(self._state_key(state)), variant_name(ekey)
+                    spec.name, variant_name(self._node.variant), variant_name(ekey)
                 )
             return []
-        skey = self._state_key(state)
+        handler = route.handler
         try:
-            result: Any = handler.function(state, event, ctx)
+            result: Any = handler.function(self._state, event, ctx)
             if handler.is_async:
                 result = await result
         except Exception as exc:
             raise HandlerError(
-                spec.name, handler.name, variant_name(skey), _event_label(event)
+                spec.name, handler.name, variant_name(self._node.variant), _event_label(event)
             ) from exc
-        return await self._apply(handler, result, skey, event, ctx)
+        return await self._apply(route, result, event, ctx)
 
-    async def _apply(
-        self, handler: HandlerSpec, result: Any, skey: Variant, event: object, ctx: C
-    ) -> list[A]:
+    async def _apply(self, route: _Route, result: Any, event: object, ctx: C) -> list[A]:
         if type(result) is not Transition:
-            result = await self._coerce(handler, result, skey, event)
+            result = await self._coerce(route.handler, result, event)
         target = result.next_state
         if target is STAY:
             return list(result.actions)
-        tkey = self._state_key(target)
-        if tkey not in self._declared_states or (
-            handler.target_set is not None and tkey not in handler.target_set
-        ):
-            allowed = (
-                self._spec.states.label
-                if handler.targets is None or tkey not in self._declared_states
-                else " | ".join(map(variant_name, handler.targets))
-            )
-            raise UndeclaredTargetError(
-                self._spec.name,
-                handler.name,
-                variant_name(skey),
-                _event_label(event),
-                variant_name(tkey) if tkey in self._declared_states else repr(target),
-                allowed,
-            )
-        exits = self._exit.get(skey)
-        entries = self._entry.get(tkey)
-        if exits is None and entries is None:
-            actions: list[A] = list(result.actions)
-        else:
-            actions = []
-            if exits is not None:
-                await self._run_hooks(exits, self._state, ctx, actions, event)
-            if entries is not None:
-                await self._run_hooks(entries, target, ctx, actions, event)
+        edge = route.edges.get(target if self._enum_states else type(target))
+        if edge is None:
+            raise self._undeclared_target(route.handler, target, event)
+        if edge.hooked:
+            actions: list[A] = []
+            await self._run_hooks(edge.exit_hooks, self._state, ctx, actions, event)
+            await self._run_hooks(edge.entry_hooks, target, ctx, actions, event)
             actions.extend(result.actions)
+        else:
+            actions = list(result.actions)
         self._state = target
-        if tkey in self._timeouts:
+        self._node = edge.target
+        if edge.timed:
             self._entered_at = anyio.current_time()
         return actions
 
-    async def _coerce(
-        self, handler: HandlerSpec, result: Any, skey: Variant, event: object
-    ) -> Transition[S, A]:
+    def _undeclared_target(
+        self, handler: HandlerSpec, target: object, event: object
+    ) -> UndeclaredTargetError:
+        spec = self._spec
+        tkey = spec.states.variant_of(target)
+        declared = tkey in spec._nodes
+        allowed = (
+            spec.states.label
+            if handler.targets is None or not declared
+            else " | ".join(map(variant_name, handler.targets))
+        )
+        return UndeclaredTargetError(
+            spec.name,
+            handler.name,
+            variant_name(self._node.variant),
+            _event_label(event),
+            variant_name(tkey) if declared else repr(target),
+            allowed,
+        )
+
+    async def _coerce(self, handler: HandlerSpec, result: Any, event: object) -> Transition[S, A]:
+        source = variant_name(self._node.variant)
         if inspect.isawaitable(result):
             try:
                 result = await result
             except Exception as exc:
                 raise HandlerError(
-                    self._spec.name, handler.name, variant_name(skey), _event_label(event)
+                    self._spec.name, handler.name, source, _event_label(event)
                 ) from exc
         if not isinstance(result, Transition):
             raise HandlerError(
-                self._spec.name, handler.name, variant_name(skey), _event_label(event)
+                self._spec.name, handler.name, source, _event_label(event)
             ) from TypeError(
                 f"handler {handler.name} returned {result!r}; it must return a Transition "
                 "(use goto(state, *actions) or stay(*actions))"
@@ -282,3 +288,87 @@ def _event_label(event: object) -> str:
     if isinstance(event, str):
         return event
     return variant_name(event if isinstance(event, enum.Enum) else type(event))
+
+
+# -- the compiled form of a spec ----------------------------------------------------------
+#
+# Handling an event costs two dict lookups on the hot path: the event's route in the
+# current state's node, then the edge to the target variant the handler chose. Everything
+# else a transition needs (declared-target check, hooks, whether the target has a timeout)
+# is precomputed on the edge.
+
+
+@final
+class _Node:
+    """One state variant: what may happen while the machine is in it."""
+
+    __slots__ = ("variant", "routes", "timeout", "unhandled")
+
+    def __init__(self, variant: Variant) -> None:
+        self.variant = variant
+        #: Event variant -> route; a specific handler takes precedence over ``from_any()``.
+        self.routes: dict[Variant, _Route] = {}
+        self.timeout: _Route | None = None
+        self.unhandled: _Route | None = None
+
+
+@attrs.frozen(slots=True, eq=False)
+class _Edge:
+    """Leaving one state variant for another: the hooks to run and the node reached."""
+
+    exit_hooks: tuple[HookSpec, ...]
+    entry_hooks: tuple[HookSpec, ...]
+    target: _Node
+    #: Whether the target has a timeout, whose timer entering it restarts.
+    timed: bool
+    #: Whether any hook runs; if none does, the handler's actions are all the actions.
+    hooked: bool = attrs.field(init=False)
+
+    @hooked.default
+    def _any_hooks(self) -> bool:
+        return bool(self.exit_hooks or self.entry_hooks)
+
+
+@attrs.frozen(slots=True, eq=False)
+class _Route:
+    """A handler as seen from one source state, with the edges it may take."""
+
+    handler: HandlerSpec
+    #: Allowed target variant -> edge: the ``to=`` variants, or every declared state.
+    edges: Mapping[Variant, _Edge]
+
+
+def compile_nodes(spec: FsmSpec[Any, Any, Any, Any]) -> dict[Variant, _Node]:
+    """One node per state variant, built once with the spec and shared by its machines."""
+    nodes = {variant: _Node(variant) for variant in spec.states.variants}
+
+    def edges_from(exit_hooks: tuple[HookSpec, ...]) -> dict[Variant, _Edge]:
+        return {
+            variant: _Edge(
+                exit_hooks, spec._entry.get(variant, ()), target, variant in spec._timeouts
+            )
+            for variant, target in nodes.items()
+        }
+
+    # An edge depends on its source only through the source's exit hooks, so the states
+    # without any share one set of edges.
+    without_exit_hooks = edges_from(())
+    for source, node in nodes.items():
+        exit_hooks = spec._exit.get(source)
+        edges = without_exit_hooks if exit_hooks is None else edges_from(exit_hooks)
+        node.routes = {event: _route(h, edges) for event, h in spec._wildcards.items()}
+        node.routes.update(
+            (event, _route(h, edges))
+            for (state, event), h in spec._table.items()
+            if state == source
+        )
+        timeout = spec._timeouts.get(source)
+        node.timeout = None if timeout is None else _route(timeout, edges)
+        node.unhandled = None if spec._unhandled is None else _route(spec._unhandled, edges)
+    return nodes
+
+
+def _route(handler: HandlerSpec, edges: dict[Variant, _Edge]) -> _Route:
+    if handler.targets is None:
+        return _Route(handler, edges)
+    return _Route(handler, {target: edges[target] for target in handler.targets})

@@ -17,7 +17,7 @@ from ._errors import InvalidDefinitionError
 from ._variants import Variant, VariantSet, variant_name
 
 if TYPE_CHECKING:
-    from ._machine import StateMachine
+    from ._machine import StateMachine, _Node
 
 S = TypeVar("S")
 E = TypeVar("E")
@@ -111,6 +111,15 @@ class FsmSpec(Generic[S, E, C, A], metaclass=NoPublicConstructor):
     _entry: Mapping[Variant, tuple[HookSpec, ...]]
     _exit: Mapping[Variant, tuple[HookSpec, ...]]
     _unhandled: HandlerSpec | None
+    #: The tables above compiled into one node per state variant, for the machine's hot
+    #: path (see ``_machine.compile_nodes``).
+    _nodes: Mapping[Variant, _Node] = attrs.field(init=False, repr=False)
+
+    @_nodes.default
+    def _compile_nodes(self) -> Mapping[Variant, _Node]:
+        from ._machine import compile_nodes
+
+        return compile_nodes(self)
 
     def __repr__(self) -> str:
         return (

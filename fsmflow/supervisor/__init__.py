@@ -10,6 +10,10 @@ Layers: :class:`Supervisor` (owns the spec) -> :class:`SelfSupervised` /
 :class:`HandlerSupervised` (what you subclass) -> the ``*WithExternalEvents`` wrappers
 (an external-event channel consulted per state, and a :class:`StateWatcher`). Only the
 loop calls ``machine.handle`` and runs actions.
+
+:class:`SupervisionTree` (after Erlang/OTP) is a supervisor built on the same loop whose
+work is running other supervisors and restarting them by strategy, restart type,
+intensity and backoff; trees nest.
 """
 
 from ._backoff import IdleBackoff
@@ -35,14 +39,50 @@ from ._records import (
     SupervisorError,
     TransitionRecord,
 )
+from ._tree import SupervisionTree
+from ._tree_context import GiveUp, RecordRestart, StartChildren, TreeAction, TreeContext
+from ._tree_states import (
+    Begin,
+    ChildExited,
+    ChildrenStopped,
+    Escalating,
+    Failed,
+    RestartDue,
+    Restarting,
+    Running,
+    Shutdown,
+    ShuttingDown,
+    Starting,
+    Stopped,
+    TreeEvent,
+    TreeFault,
+    TreeState,
+)
+from ._tree_values import (
+    ChildSpec,
+    ChildStatus,
+    PendingRestart,
+    RestartBackoff,
+    RestartIntensity,
+    RestartIntensityExceeded,
+    RestartRecord,
+    RestartStrategy,
+    RestartType,
+)
 from ._watcher import StateWatcher, WatcherClosed
 
 __all__ = [
     "CONTINUE",
     "TERMINATE",
+    "Begin",
     "ChannelBuilder",
+    "ChildExited",
+    "ChildSpec",
+    "ChildStatus",
+    "ChildrenStopped",
     "CompletionEvent",
     "Continue",
+    "Escalating",
     "EventLoopDirective",
     "EventReceiver",
     "EventSender",
@@ -50,15 +90,34 @@ __all__ = [
     "ExternalChannelClosed",
     "ExternalEventMode",
     "ExternalEventPolicy",
+    "Failed",
+    "GiveUp",
     "HandlerSupervised",
     "HandlerSupervisedWithExternalEvents",
     "IdleBackoff",
     "Journal",
     "MemoryJournal",
+    "PendingRestart",
+    "RecordRestart",
+    "RestartBackoff",
+    "RestartDue",
+    "RestartIntensity",
+    "RestartIntensityExceeded",
+    "RestartRecord",
+    "RestartStrategy",
+    "RestartType",
+    "Restarting",
     "RunOutcome",
+    "Running",
     "SelfSupervised",
     "SelfSupervisedWithExternalEvents",
+    "Shutdown",
+    "ShuttingDown",
+    "StartChildren",
+    "Starting",
     "StateWatcher",
+    "Stopped",
+    "SupervisionTree",
     "Supervisor",
     "SupervisorError",
     "SupervisorHandle",
@@ -66,6 +125,11 @@ __all__ = [
     "Terminate",
     "TransitionListener",
     "TransitionRecord",
+    "TreeAction",
+    "TreeContext",
+    "TreeEvent",
+    "TreeFault",
+    "TreeState",
     "Trigger",
     "WatcherClosed",
     "start_supervisor",

@@ -33,12 +33,16 @@ class Supervisor(ABC, Generic[S, E, C, A]):
     ``fsmflow diagram pkg.mod:MySupervisor``) read it from the class alone.
     """
 
-    #: How many consecutive failure events without progress end the run with a
-    #: :class:`SupervisorError` (progress: the state changed or a dispatch succeeded).
+    #: How many consecutive failures (dispatch or action errors) without progress a run
+    #: tolerates; one more ends it with a :class:`SupervisorError` carrying the chain.
+    #: Progress: the state changed value, an ordinary event was handled with all its
+    #: actions, or ``dispatch_state`` returned ``Continue``.
     max_consecutive_failures: int = 32
-    #: A chain of ``Trigger`` directives yields to the scheduler after this many steps.
+    #: A chain of ``Trigger`` directives or failure events yields to the scheduler after
+    #: this many steps.
     yield_every: int = 64
-    #: Seconds the completion event may take once the run was cancelled.
+    #: Seconds ``write_completion_event`` may take. It runs shielded from cancellation, so
+    #: this bounds how long it can hold up a cancelled run; past it the write is abandoned.
     completion_timeout: float = 5.0
 
     def __init__(self, name: str, *, journal: Journal | None = None) -> None:

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Generic, TypeVar
 
 import anyio
+import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..fsm import FsmSpec, StateMachine
@@ -72,8 +73,19 @@ class EventSender(Generic[E]):
 
     async def send(self, event: E) -> None:
         """Send ``event``, waiting for room. Raises :class:`ExternalChannelClosed`."""
+        stream = self._stream
         try:
-            await self._stream.send(event)
+            if trio.lowlevel.in_trio_task():
+                # What the stream's send does first, without its per-call backend lookup
+                # (a large share of a send's cost): a checkpoint, then a send that does
+                # not wait. Only a full channel falls through to the waiting send.
+                await trio.lowlevel.checkpoint()
+                try:
+                    stream.send_nowait(event)
+                    return
+                except anyio.WouldBlock:
+                    pass
+            await stream.send(event)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise ExternalChannelClosed("external event channel is closed") from exc
 
@@ -144,7 +156,10 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
         self._stream = receiver._stream
         self.watcher = watcher
         self._closed = False
-        self._closed_delivered_for: object = _NOTHING
+        # The state the loop last dispatched in, and whether the closed-channel event was
+        # delivered since the loop entered it.
+        self._dispatched_in: object = _NOTHING
+        self._closed_delivered = False
         self.max_consecutive_failures = inner.max_consecutive_failures
         self.yield_every = inner.yield_every
         self.completion_timeout = inner.completion_timeout
@@ -175,6 +190,9 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
 
     async def dispatch_state(self, state: S, ctx: C) -> EventLoopDirective[E]:
         self.watcher.publish(state)
+        if state is not self._dispatched_in and state != self._dispatched_in:
+            self._dispatched_in = state
+            self._closed_delivered = False
         mode = self._policy.external_event_mode(state)
         if mode is ExternalEventMode.POLL:
             if not self._closed:
@@ -182,7 +200,7 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
                     return Trigger(self._stream.receive_nowait())
                 except anyio.WouldBlock:
                     pass
-                except anyio.EndOfStream:
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
                     self._closed = True
             closed_event = self._closed_event(state)
             if closed_event is not None:
@@ -191,7 +209,7 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
             if not self._closed:
                 try:
                     return Trigger(await self._stream.receive())
-                except anyio.EndOfStream:
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
                     self._closed = True
             closed_event = self._closed_event(state)
             if closed_event is not None:
@@ -199,13 +217,14 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
         return await self.inner.dispatch_state(state, ctx)
 
     def _closed_event(self, state: S) -> E | None:
-        """The mapped closed-channel event, at most once per state entered, so a state
-        that keeps the channel closed never spins on it."""
-        if not self._closed or self._closed_delivered_for is state:
+        """The mapped closed-channel event, at most once per state entered (a state is
+        entered when the loop dispatches in a state that differs from the previous one by
+        value), so a state that keeps the channel closed never spins on it."""
+        if not self._closed or self._closed_delivered:
             return None
         event = self._policy.on_external_event_channel_closed(state)
         if event is not None:
-            self._closed_delivered_for = state
+            self._closed_delivered = True
         return event
 
     async def after_transition(self, state: S, ctx: C) -> None:

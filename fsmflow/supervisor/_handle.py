@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 import anyio
 
-from ._base import HandlerSupervised, SelfSupervised, Supervisor
+from ._base import HandlerSupervised, SelfSupervised, Supervisor, TransitionListener
 from ._external import (
     ChannelBuilder,
+    EventReceiver,
     EventSender,
     ExternalEventPolicy,
     HandlerSupervisedWithExternalEvents,
@@ -28,8 +29,8 @@ class TaskSpawner(Protocol):
     """A trio nursery or an anyio task group."""
 
     def start_soon(
-        self, func: Callable[..., Awaitable[Any]], *args: Any, name: Any = None
-    ) -> None: ...
+        self, func: Callable[..., Coroutine[Any, Any, Any]], /, *args: Any, name: Any = None
+    ) -> object: ...
 
 
 class SupervisorHandle(Generic[S, E]):
@@ -119,12 +120,18 @@ async def start_supervisor(
     transition listener and cannot send events. With ``raise_on_failure`` (the default)
     a :class:`SupervisorError` propagates into the nursery, so failures are never
     silent; without it the error is only reported through :meth:`SupervisorHandle.outcome`.
+    ``listener`` receives this run's transition records; it is removed when the run ends.
+    Once the run has ended, ``supervisor.last_outcome`` is the handle's outcome.
     """
     state = supervisor.initial_state() if initial_state is None else initial_state
     ctx = supervisor.initial_context() if context is None else context
     runner: Supervisor[S, E, C, A]
+    listeners: list[TransitionListener] = []
+    # Closed when the task ends, also when the run never started and so never closed it.
+    channel_end: EventReceiver[E] | None = None
     if isinstance(supervisor, ExternalEventPolicy):
         sender, receiver, watcher = ChannelBuilder[E, S](capacity).build(state)
+        channel_end = receiver
         if isinstance(supervisor, HandlerSupervised):
             runner = HandlerSupervisedWithExternalEvents(supervisor, receiver, watcher)
         else:
@@ -134,13 +141,16 @@ async def start_supervisor(
         handle: SupervisorHandle[S, E] = SupervisorHandle(supervisor.name, sender, watcher)
     else:
         watcher = StateWatcher(state)
-        supervisor.add_transition_listener(lambda record: watcher.publish(record.to_state))  # type: ignore[arg-type]
+        listeners.append(lambda record: watcher.publish(record.to_state))  # type: ignore[arg-type]
         runner = supervisor
         handle = SupervisorHandle(supervisor.name, None, watcher)
     if listener is not None:
-        supervisor.add_transition_listener(listener)
+        listeners.append(listener)
+    for added in listeners:
+        supervisor.add_transition_listener(added)
 
     async def body() -> None:
+        runner._last_outcome = None
         try:
             with handle._scope:
                 await runner.run(state, ctx)
@@ -148,11 +158,18 @@ async def start_supervisor(
             if raise_on_failure:
                 raise
         finally:
+            for added in listeners:
+                supervisor.remove_transition_listener(added)
             outcome = runner.last_outcome
             if outcome is None:  # the run never started: build_state_machine raised
-                outcome = RunOutcome(supervisor.name, ExitKind.FAILED, state, 0, 0, 0)
+                outcome = RunOutcome(
+                    supervisor.name, ExitKind.FAILED, state, 0, 0, 0, completion_written=False
+                )
+            supervisor._last_outcome = outcome
             handle._outcome = outcome
             handle.close_events()
+            if channel_end is not None:
+                channel_end.close()
             watcher.publish(outcome.final_state)
             watcher.close()
             handle._done.set()

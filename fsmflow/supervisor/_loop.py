@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
+import trio
 
 from ..fsm import FsmError, StateMachine, variant_name
 from ._base import Supervisor
@@ -38,6 +40,26 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _scheduler_checkpoint() -> Callable[[], Awaitable[None]]:
+    """The checkpoint the loop yields with: trio's own in a trio task, since anyio's looks
+    the running backend up on every call (which costs about as much as a transition), and
+    anyio's on any other backend."""
+    if trio.lowlevel.in_trio_task():
+        return trio.lowlevel.checkpoint
+    return anyio.lowlevel.checkpoint
+
+
+def _after_transition_hook(
+    sup: Supervisor[Any, Any, Any, Any],
+) -> Callable[[Any, Any], Awaitable[None]] | None:
+    """``sup.after_transition``, or ``None`` when it is the base class's no-op (so the
+    loop need not await it after every transition)."""
+    hook = sup.after_transition
+    if getattr(hook, "__func__", None) is Supervisor.after_transition:
+        return None
+    return hook
+
+
 class _Run:
     """The mutable state of one run; kept apart so the loop body stays flat and fast."""
 
@@ -50,6 +72,9 @@ class _Run:
         "failures",
         "chain",
         "listeners",
+        "budget",
+        "checkpoint",
+        "after_transition",
     )
 
     def __init__(
@@ -66,16 +91,26 @@ class _Run:
         self.failures = 0
         self.chain: list[str] = []
         self.listeners = sup._listeners
+        self.budget = sup.yield_every
+        self.checkpoint = _scheduler_checkpoint()
+        self.after_transition = _after_transition_hook(sup)
+
+    async def tick(self) -> None:
+        """Spend one step of the scheduling budget; yield to the scheduler when it runs out,
+        so neither a ``Trigger`` chain nor a failure chain starves sibling tasks."""
+        self.budget -= 1
+        if self.budget <= 0:
+            self.budget = self.sup.yield_every
+            await self.checkpoint()
 
     async def handle(self, event: Any, failure: bool) -> None:
         """Feed ``event`` and run its actions; a failing action feeds a failure event at
         once, skipping the rest. Bounded by ``max_consecutive_failures``."""
         machine = self.machine
-        ctx = self.ctx
         while True:
             from_state = machine.state
             try:
-                actions = await machine.handle(event, ctx)
+                actions = await machine.handle(event, self.ctx)
             except FsmError as exc:
                 raise SupervisorError(
                     self.sup.name,
@@ -84,30 +119,53 @@ class _Run:
                     _describe(exc),
                     self.chain,
                 ) from exc
-            self.transitions += 1
-            if failure:
-                self.failures += 1
-            if self.listeners or logger.isEnabledFor(logging.DEBUG):
-                self._record(from_state, event, actions, failure)
-            failed_message = None
-            for action in actions:
-                try:
-                    await action.execute(ctx)
-                except Exception as exc:
-                    failed_message = (
-                        f"action {action!r} failed in state "
-                        f"{_variant_label(machine.state)}: {_describe(exc)}"
-                    )
-                    break
-            if machine.state is not from_state or (failed_message is None and not failure):
-                # Progress: the state moved on, or an ordinary event was fully handled.
-                self.chain.clear()
+            failed_message = await self.apply(from_state, event, actions, failure)
             if failed_message is None:
-                await self.sup.after_transition(machine.state, ctx)
                 return
-            self.note_failure(failed_message, event)
             event = self.sup.event_for_action_error(failed_message)
             failure = True
+            await self.tick()
+
+    async def apply(
+        self, from_state: object, event: object, actions: list[Any], failure: bool
+    ) -> str | None:
+        """Record a handled event and run its actions in order.
+
+        Returns ``None`` once every action ran (``after_transition`` has then been
+        called), else the failure message of the first failing action (the rest are
+        skipped), already counted in the failure chain.
+        """
+        machine = self.machine
+        ctx = self.ctx
+        self.transitions += 1
+        if failure:
+            self.failures += 1
+        if self.listeners or logger.isEnabledFor(logging.DEBUG):
+            self._record(from_state, event, actions, failure)
+        failed_message = None
+        for action in actions:
+            try:
+                await action.execute(ctx)
+            except Exception as exc:
+                failed_message = (
+                    f"action {action!r} failed in state "
+                    f"{_variant_label(machine.state)}: {_describe(exc)}"
+                )
+                break
+        state = machine.state
+        if (failed_message is None and not failure) or (
+            state is not from_state and state != from_state
+        ):
+            # Progress: an ordinary event was fully handled, or the state moved on. The
+            # state is compared by value: re-entering an equal state (``Failed(msg)`` from
+            # ``Failed(msg)``) is no progress, so such a failure loop stays bounded.
+            self.chain.clear()
+        if failed_message is None:
+            if self.after_transition is not None:
+                await self.after_transition(state, ctx)
+            return None
+        self.note_failure(failed_message, event)
+        return failed_message
 
     def note_failure(self, message: str, event: object) -> None:
         self.chain.append(message)
@@ -171,8 +229,8 @@ async def run_loop(sup: Supervisor[S, E, C, A], initial_state: S, ctx: C) -> Run
     kind = ExitKind.CANCELLED
     error: BaseException | None = None
     try:
-        budget = sup.yield_every
         dispatch = sup.dispatch_state
+        checkpoint = run.checkpoint
         while True:
             state = machine.state
             directive: Any = None
@@ -197,9 +255,8 @@ async def run_loop(sup: Supervisor[S, E, C, A], initial_state: S, ctx: C) -> Run
                     await run.handle(directive.event, False)
                 elif directive_type is Continue:
                     run.chain.clear()
-                    budget = sup.yield_every
-                    await anyio.lowlevel.checkpoint()
-                    continue
+                    run.budget = sup.yield_every
+                    await checkpoint()
                 elif directive_type is Terminate:
                     kind = ExitKind.TERMINATED
                     break
@@ -213,10 +270,11 @@ async def run_loop(sup: Supervisor[S, E, C, A], initial_state: S, ctx: C) -> Run
                     )
             if has_timeouts:
                 await _fire_timeout(run)
-            budget -= 1
-            if budget <= 0:
-                budget = sup.yield_every
-                await anyio.lowlevel.checkpoint()
+            # run.tick(), inlined: this is the hottest line of the loop.
+            run.budget -= 1
+            if run.budget <= 0:
+                run.budget = sup.yield_every
+                await checkpoint()
     except SupervisorError as exc:
         kind = ExitKind.FAILED
         error = exc
@@ -238,7 +296,11 @@ async def run_loop(sup: Supervisor[S, E, C, A], initial_state: S, ctx: C) -> Run
 
 
 async def _fire_timeout(run: _Run) -> None:
+    """Fire the current state's timeout if it is due, like an ordinary event."""
     machine = run.machine
+    deadline = machine.timeout_deadline()
+    if deadline is None or anyio.current_time() < deadline:
+        return
     from_state = machine.state
     try:
         actions = await machine.check_timeout(run.ctx)
@@ -246,24 +308,9 @@ async def _fire_timeout(run: _Run) -> None:
         raise SupervisorError(
             run.sup.name, _variant_label(from_state), "timeout", _describe(exc), run.chain
         ) from exc
-    if not actions and machine.state is from_state:
-        return
-    run.transitions += 1
-    if run.listeners or logger.isEnabledFor(logging.DEBUG):
-        run._record(from_state, "timeout", actions, False)
-    for action in actions:
-        try:
-            await action.execute(run.ctx)
-        except Exception as exc:
-            message = (
-                f"action {action!r} failed in state {_variant_label(machine.state)}: "
-                f"{_describe(exc)}"
-            )
-            event = run.sup.event_for_action_error(message)
-            run.note_failure(message, event)
-            await run.handle(event, True)
-            return
-    await run.sup.after_transition(machine.state, run.ctx)
+    failed_message = await run.apply(from_state, "timeout", actions, False)
+    if failed_message is not None:
+        await run.handle(run.sup.event_for_action_error(failed_message), True)
 
 
 async def _write_completion(sup: Supervisor[Any, Any, Any, Any]) -> bool:

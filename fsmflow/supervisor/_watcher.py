@@ -56,7 +56,7 @@ class StateWatcher(Generic[S]):
                 return value
             if self._closed:
                 raise WatcherClosed(value)
-            await self._wait_change(self._version)
+            await self._wait_change()
 
     async def changes(self) -> AsyncIterator[S]:
         """Yield the current state, then the newest state after each change, until the
@@ -67,14 +67,13 @@ class StateWatcher(Generic[S]):
             if self._version == version:
                 if self._closed:
                     return
-                await self._wait_change(version)
+                await self._wait_change()
                 continue
             version = self._version
             yield self._value
 
-    async def _wait_change(self, version: int) -> None:
-        if self._version != version or self._closed:
-            return
+    async def _wait_change(self) -> None:
+        """Wait for the next publish or close; callers first check there is none yet."""
         if self._changed is None:
             self._changed = anyio.Event()
         await self._changed.wait()

@@ -1,0 +1,178 @@
+"""Typed errors of the graph executor.
+
+Build-time problems raise :class:`GraphDefinitionError` listing every problem at once.
+Run-time errors end a run: :func:`~fsmflow.graph.execute` raises them and the event
+stream reports them in :class:`~fsmflow.graph.GraphFailed`. Every one of them is a
+:class:`GraphError`, so ``except GraphError`` catches exactly "the graph run failed".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+
+class GraphError(Exception):
+    """Base class of every error of :mod:`fsmflow.graph`."""
+
+
+class GraphDefinitionError(GraphError):
+    """The graph cannot be built; ``problems`` lists every reason, one per line."""
+
+    def __init__(self, name: str, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(f"graph {name!r} is invalid:\n  " + "\n  ".join(self.problems))
+
+
+class StreamingRequired(GraphError):
+    """``execute`` was given a graph with barrier nodes; a barrier waits for a decision
+    that only a handle can send, so such graphs run with ``execute_stream``."""
+
+    def __init__(self, barriers: Sequence[str]) -> None:
+        self.barriers = tuple(barriers)
+        super().__init__(
+            f"barrier node(s) {', '.join(map(repr, barriers))} wait for decisions sent "
+            "through a handle: run this graph with execute_stream()"
+        )
+
+
+class StepsExceeded(GraphError):
+    """The run reached ``max_steps`` node executions without ending."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the run exceeded max_steps={limit} without reaching its end")
+
+
+class NodeNotFound(GraphError):
+    """Execution was routed to a node the graph does not have."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        super().__init__(f"no node named {node!r} in the graph")
+
+
+class MissingEdge(GraphError):
+    """A node asked to go to ``target`` but the graph has no edge ``source -> target``."""
+
+    def __init__(self, source: str, target: str) -> None:
+        self.source = source
+        self.target = target
+        super().__init__(f"node {source!r} asked to go to {target!r} but there is no such edge")
+
+
+@attrs.frozen(slots=True)
+class ConditionTried:
+    """One outgoing edge the router looked at: its label and whether it matched."""
+
+    edge: str
+    condition: str | None
+    matched: bool
+
+
+class Unrouted(GraphError):
+    """No outgoing edge of ``node`` applied: every condition was false and there is no
+    normal or fallback edge. ``tried`` lists the edges in the order they were tried."""
+
+    def __init__(self, node: str, tried: Sequence[ConditionTried]) -> None:
+        self.node = node
+        self.tried = tuple(tried)
+        shown = ", ".join(f"{t.edge} [{t.condition}: {t.matched}]" for t in self.tried)
+        super().__init__(f"no edge out of {node!r} applies; tried {shown or 'nothing'}")
+
+
+class NodeFailed(GraphError):
+    """The function of ``node`` raised; ``cause`` is what it raised (also ``__cause__``)."""
+
+    def __init__(self, node: str, cause: BaseException) -> None:
+        self.node = node
+        self.cause = cause
+        super().__init__(f"node {node!r} failed: {type(cause).__name__}: {cause}")
+        self.__cause__ = cause
+
+
+class ParallelFailed(GraphError):
+    """With the collect-all strategy, one or more branches of ``node`` failed;
+    ``failures`` maps each failed branch to what it raised."""
+
+    def __init__(self, node: str, failures: Mapping[str, BaseException]) -> None:
+        self.node = node
+        self.failures = dict(failures)
+        shown = "; ".join(f"{b}: {type(e).__name__}: {e}" for b, e in self.failures.items())
+        super().__init__(f"{len(self.failures)} branch(es) of {node!r} failed: {shown}")
+
+
+class MergeConflict(GraphError):
+    """Several branches of ``node`` set ``key`` (a replace-reduced key) to different
+    values; give the key a combining reducer or let one branch own it."""
+
+    def __init__(self, node: str, key: str, branches: Sequence[str]) -> None:
+        self.node = node
+        self.key = key
+        self.branches = tuple(branches)
+        super().__init__(
+            f"parallel node {node!r}: branches {', '.join(map(repr, branches))} set "
+            f"{key!r} to different values; declare a reducer for {key!r} (append, add, "
+            "merge or a custom one) or write it from one branch only"
+        )
+
+
+class StateUpdateError(GraphError):
+    """A node's delta could not be applied (an unknown key, a reducer that raised)."""
+
+    def __init__(self, node: str, message: str) -> None:
+        self.node = node
+        super().__init__(f"node {node!r}: {message}")
+
+
+class MissingFallback(GraphError):
+    """``node`` reported a degraded result but has no fallback edge to route along."""
+
+    def __init__(self, node: str, reason: str) -> None:
+        self.node = node
+        self.reason = reason
+        super().__init__(
+            f"node {node!r} fell back ({reason}) but has no fallback edge; add one with "
+            f"builder.fallback({node!r}, TARGET)"
+        )
+
+
+class BarrierRejected(GraphError):
+    """A barrier was rejected and has no ``on_reject`` route."""
+
+    def __init__(self, barrier_id: str, reason: str) -> None:
+        self.barrier_id = barrier_id
+        self.reason = reason
+        super().__init__(f"barrier {barrier_id} was rejected: {reason}")
+
+
+class ExecutorFault(GraphError):
+    """The executor itself failed (an event sink or a store raised unexpectedly)."""
+
+
+class CheckpointNotFound(GraphError):
+    """``resume_from`` found no checkpoint for the trace id."""
+
+    def __init__(self, trace_id: str) -> None:
+        self.trace_id = trace_id
+        super().__init__(f"no checkpoint stored for trace {trace_id!r}")
+
+
+class GraphHashMismatch(GraphError):
+    """The graph's structure changed since the checkpoint was saved; resuming could route
+    the stored state through nodes it was never meant for. Pass ``force=True`` to resume
+    anyway (a :class:`GraphHashMismatchWarning` is then issued)."""
+
+    def __init__(self, trace_id: str, saved: str, current: str) -> None:
+        self.trace_id = trace_id
+        self.saved = saved
+        self.current = current
+        super().__init__(
+            f"trace {trace_id!r} was checkpointed with graph hash {saved[:12]}, the graph "
+            f"now hashes to {current[:12]}; pass force=True to resume anyway"
+        )
+
+
+class GraphHashMismatchWarning(UserWarning):
+    """Issued when a run is resumed with ``force=True`` on a changed graph."""

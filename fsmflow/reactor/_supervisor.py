@@ -1,0 +1,234 @@
+"""``Reactor``: a :class:`SelfSupervised` FSM that fires a graph when its inputs say so.
+
+What each state does when the loop asks (``dispatch_state``), and how each state treats
+the external channel (``external_event_mode``):
+
+* ``Starting``: restore from the store and attach the accumulators (``IGNORE``: nothing
+  is taken from the channel yet); either failing stops the reactor before it started.
+* ``Warming``, ``Paused``: take events (``BLOCK``): boundaries, health changes, commands.
+* ``Live``, ``Degraded``: ``BLOCK`` while nothing is due; once a firing is due, take the
+  events that are ready first (``POLL``) so that ``LATEST`` boundaries coalesce, but no
+  more than ``max_burst`` of them, and none while the ``SEQUENTIAL`` queue is full
+  (``IGNORE``); then run the graph, in the loop. A graph that takes long therefore
+  stops the reactor from reading its channel, and the bounded channel makes the
+  accumulators wait: backpressure instead of growing memory.
+* In all four, ``SEQUENTIAL`` boundaries taken from the channel (with a store) are staged
+  while more are ready, then accepted together (``AcceptStaged``: one batch of appends)
+  before anything else: before a firing, and before the reactor blocks again.
+* ``Stopped``: end the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from ..fsm import FsmSpec
+from ..store import Codec, Store
+from ..supervisor import (
+    TERMINATE,
+    EventLoopDirective,
+    ExternalEventMode,
+    ExternalEventPolicy,
+    Journal,
+    RestartBackoff,
+    RestartIntensity,
+    RunOutcome,
+    SelfSupervised,
+    Trigger,
+)
+from ._accumulators import Accumulator
+from ._cache import BoundaryCodec
+from ._context import ReactorContext
+from ._fsm import (
+    AcceptStaged,
+    Degraded,
+    Firing,
+    FiringFinished,
+    Live,
+    ReactorAction,
+    ReactorEvent,
+    ReactorFailure,
+    ReactorState,
+    Shutdown,
+    Starting,
+    Stopped,
+    StoreRestored,
+    reactor_spec,
+)
+from ._persistence import ReactorStore
+from ._types import Completed, Criteria, Graph, GraphError, InputStrategy, RetryPolicy, Source
+
+Out = TypeVar("Out")
+
+#: Restart limits for accumulators: generous, because a source that is down for a while
+#: should keep the reactor degraded rather than bring it down.
+DEFAULT_INTENSITY = RestartIntensity(max_restarts=60, period=60.0)
+DEFAULT_BACKOFF = RestartBackoff(initial=0.1, maximum=5.0)
+DEFAULT_RETRY = RetryPolicy()
+
+
+class Reactor(
+    SelfSupervised[ReactorState, ReactorEvent, ReactorContext, ReactorAction],
+    ExternalEventPolicy[ReactorState, ReactorEvent],
+    Generic[Out],
+):
+    """Fire ``graph`` with a snapshot of the inputs its accumulators deliver.
+
+    * ``criteria`` and ``strategy`` decide when and with what it fires (see
+      :class:`Criteria`, :class:`InputStrategy`); the expected sources are those of the
+      ``accumulators``.
+    * ``store`` makes it durable: the cache and ``LATEST`` dirty flags after each
+      completed firing, each ``SEQUENTIAL`` boundary from acceptance to completion, and
+      the dead letters, all restored on start. Without one nothing outlives the run.
+      ``codec`` encodes the boundaries (the sources' types are registered with it).
+    * A failed ``SEQUENTIAL`` firing is retried by ``retry``, then dead-lettered; a graph
+      error never stops the reactor.
+    * ``capacity`` bounds the reactor's channel (accumulators wait when it is full),
+      ``max_pending`` the ``SEQUENTIAL`` queue while firing, ``max_burst`` the boundaries
+      taken between two firings.
+    * Accumulators that fail are restarted with ``restart_backoff``; more restarts than
+      ``restart_intensity`` allows make the reactor fail.
+
+    Start it with :func:`start_reactor` (which gives you a :class:`ReactorHandle`), or run
+    it with ``await reactor.run()`` until it is cancelled. A reactor serves one run at a
+    time.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        graph: Graph[Out],
+        *,
+        accumulators: Sequence[Accumulator[Any, Any]] = (),
+        criteria: Criteria = Criteria.WHEN_ANY,
+        strategy: InputStrategy = InputStrategy.LATEST,
+        store: Store | None = None,
+        codec: Codec | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        capacity: int = 64,
+        max_pending: int = 1024,
+        max_burst: int = 64,
+        restart_intensity: RestartIntensity = DEFAULT_INTENSITY,
+        restart_backoff: RestartBackoff = DEFAULT_BACKOFF,
+        journal: Journal | None = None,
+    ) -> None:
+        super().__init__(name, journal=journal)
+        sources: dict[str, Source[Any]] = {}
+        for accumulator in accumulators:
+            if accumulator.name in sources:
+                raise ValueError(f"reactor {name!r}: two accumulators feed {accumulator.name!r}")
+            sources[accumulator.name] = accumulator.source
+        limits = {"capacity": capacity, "max_pending": max_pending, "max_burst": max_burst}
+        for what, value in limits.items():
+            if value < 1:
+                raise ValueError(f"{what} must be >= 1, not {value}")
+        self.graph = graph
+        self.accumulators = tuple(accumulators)
+        self.sources = sources
+        self.criteria = criteria
+        self.strategy = strategy
+        self.retry = retry
+        self.capacity = capacity
+        self.max_pending = max_pending
+        self.max_burst = max_burst
+        self.restart_intensity = restart_intensity
+        self.restart_backoff = restart_backoff
+        boundaries = BoundaryCodec(codec or Codec(), sources)
+        self._store = None if store is None else ReactorStore(store, name, boundaries)
+        self._ctx: ReactorContext | None = None
+
+    @classmethod
+    def fsm_spec(cls) -> FsmSpec[ReactorState, ReactorEvent, ReactorContext, ReactorAction]:
+        return reactor_spec()
+
+    def initial_context(self) -> ReactorContext:
+        """A fresh context for one run (the one the reactor's policy reads from then on);
+        raises :class:`RuntimeError` while another run is going on."""
+        if self._ctx is not None and not self._ctx.closed:
+            raise RuntimeError(f"reactor {self.name!r} is already running")
+        self._ctx = ReactorContext(
+            name=self.name,
+            sources=self.sources,
+            accumulators=self.accumulators,
+            criteria=self.criteria,
+            strategy=self.strategy,
+            store=self._store,
+            retry=self.retry,
+            max_pending=self.max_pending,
+            max_burst=self.max_burst,
+            intensity=self.restart_intensity,
+            backoff=self.restart_backoff,
+        )
+        return self._ctx
+
+    def event_for_action_error(self, msg: str) -> ReactorEvent:
+        return ReactorFailure(msg)
+
+    # -- the external channel -------------------------------------------------------------
+
+    def external_event_mode(self, state: ReactorState) -> ExternalEventMode:
+        kind = type(state)
+        if kind is Starting or kind is Stopped:
+            return ExternalEventMode.IGNORE
+        assert self._ctx is not None
+        return self._ctx.mode(fires=kind is Live or kind is Degraded)
+
+    def on_external_event_channel_closed(self, state: ReactorState) -> ReactorEvent | None:
+        """Nobody can send anything any more (every sender is closed): stop."""
+        return None if isinstance(state, Starting | Stopped) else Shutdown()
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    async def dispatch_state(
+        self, state: ReactorState, ctx: ReactorContext
+    ) -> EventLoopDirective[ReactorEvent]:
+        # The accepting states get here only with work to do (see external_event_mode)
+        # and no event ready: staged boundaries first, then (if it fires) a firing.
+        if ctx.staged:
+            return Trigger(AcceptStaged())
+        if isinstance(state, Live | Degraded):
+            return Trigger(await self._fire(ctx.next_firing(), ctx))
+        if isinstance(state, Starting):
+            try:
+                restored = await ctx.restore()
+                ctx.attach_accumulators()
+            except Exception as exc:
+                ctx.startup_error = exc
+                raise
+            return Trigger(StoreRestored(restored))
+        assert isinstance(state, Stopped), f"{state} had nothing to do"
+        return TERMINATE
+
+    async def _fire(self, firing: Firing, ctx: ReactorContext) -> FiringFinished:
+        """Run the graph (unless the firing only fills the cache) and report how it went;
+        whatever the graph does, the reactor carries on."""
+        ctx.burst = 0
+        if not firing.runs_graph:
+            return FiringFinished(firing)
+        try:
+            result = await self.graph(firing.cache)
+        except Exception as exc:
+            return FiringFinished(firing, error=f"{type(exc).__name__}: {exc}")
+        if isinstance(result, Completed):
+            return FiringFinished(firing, outputs=result.outputs)
+        if isinstance(result, GraphError):
+            return FiringFinished(firing, error=result.message)
+        return FiringFinished(
+            firing, error=f"the graph returned {result!r}, not Completed(...) or GraphError(...)"
+        )
+
+    async def run(
+        self, initial_state: ReactorState | None = None, context: ReactorContext | None = None
+    ) -> RunOutcome[ReactorState]:
+        """Run the reactor until it stops (a shutdown) or is cancelled, with its
+        accumulators in a task group of its own.
+
+        A reactor always starts in ``Starting`` with a fresh context (its state lives in
+        the store, not in arguments), so both arguments must be left out.
+        """
+        if initial_state is not None or context is not None:
+            raise ValueError("a reactor starts from its store: run() takes no state or context")
+        from ._handle import serve
+
+        return await serve(self, None)
