@@ -303,7 +303,7 @@ class Contestant:
     name: str
     #: "fsmflow", "peer" or "floor": which ratio the table shows for it.
     role: str
-    #: Transitions per timed run in full mode, sized so that each run lasts 0.1-1 s.
+    #: Transitions per timed run in full mode, sized so that each run lasts 0.3-1 s.
     transitions: int
     run: Runner
 
@@ -314,13 +314,13 @@ PSM_ASYNC = "python-statemachine async engine (asyncio)"
 DICT_FLOOR = "hand-written dict-table loop (trio, floor)"
 
 CONTESTANTS = (
-    Contestant(FSMFLOW, "fsmflow", 200_000, run_fsmflow),
+    Contestant(FSMFLOW, "fsmflow", 500_000, run_fsmflow),
     Contestant(TRANSITIONS, "peer", 100_000, run_transitions),
     Contestant("transitions AsyncMachine (asyncio)", "peer", 30_000, run_async_transitions),
     Contestant("python-statemachine sync engine", "peer", 10_000, run_statemachine),
     Contestant(PSM_ASYNC, "peer", 10_000, run_async_statemachine),
-    Contestant("hand-written match loop (trio, floor)", "floor", 500_000, run_match_floor),
-    Contestant(DICT_FLOOR, "floor", 500_000, run_dict_floor),
+    Contestant("hand-written match loop (trio, floor)", "floor", 2_000_000, run_match_floor),
+    Contestant(DICT_FLOOR, "floor", 2_000_000, run_dict_floor),
 )
 
 

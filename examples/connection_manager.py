@@ -368,24 +368,24 @@ def manager_spec() -> FsmSpec[ManagerState, ManagerEvent, Link, ManagerAction]:
     builder = FsmBuilder[ManagerState, ManagerEvent, Link, ManagerAction](
         states=ManagerState, events=ManagerEvent, initial=Disconnected, name="connection manager"
     )
-    builder.when(Disconnected).on(Dial, dial, to=[Connecting]).on(Send, queue, to=[Disconnected])
+    builder.when(Disconnected).on(Dial, dial, to=[Connecting]).on(Send, queue, to=())
     (
         builder.when(Connecting)
         .on(Established, established, to=[Connected])
         .on(Failure, connect_failed, to=[Backoff, ShuttingDown])
-        .on(Send, queue, to=[Connecting])
+        .on(Send, queue, to=())
         .timeout(CONNECT_TIMEOUT, connect_timed_out, to=[Backoff, ShuttingDown])
     )
     (
         builder.when(Connected)
-        .on(Send, transmit, to=[Connected])
+        .on(Send, transmit, to=())
         .on(Dropped, dropped, to=[Connecting])
         .on(Failure, connection_lost, to=[Connecting])
         .on_exit(close_on_exit)
     )
     (
         builder.when(Backoff)
-        .on(Send, queue, to=[Backoff])
+        .on(Send, queue, to=())
         .timeout(BACKOFF_TICK, backoff_tick, to=[Backoff, Connecting])
     )
     builder.when(ShuttingDown).on(Released, released, to=[Closed])

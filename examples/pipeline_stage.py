@@ -216,14 +216,14 @@ def stage_spec() -> FsmSpec[StageState, StageEvent, StageIO, StageAction]:
     (builder.when(Created).on(Start, start, to=[Running]).on(Drain, drain_unstarted, to=[Drained]))
     (
         builder.when(Running)
-        .on(Handled, emit, to=[Running])
+        .on(Handled, emit, to=())
         .on(StageError, count_error, to=[Failed])
         .on(Drain, drain, to=[Draining])
         .on(InputDone, input_done, to=[Drained])
     )
     (
         builder.when(Draining)
-        .on(Handled, emit, to=[Draining])
+        .on(Handled, emit, to=())
         .on(StageError, count_error, to=[Failed])
         .on(InputDone, input_done, to=[Drained])
     )

@@ -29,6 +29,7 @@ DOC_DIAGRAMS: Mapping[str, str] = {
     "order_lifecycle": "examples.order_lifecycle:order_spec",
     "connection_manager": "examples.connection_manager:ConnectionManager",
     "pipeline_stage": "examples.pipeline_stage:PipelineStage",
+    "supervision_tree": "fsmflow.supervisor:SupervisionTree",
     "dag_execution": "fsmflow.dag:DagExecution",
     "dag_processor": "fsmflow.dag:node_spec",
     "graph_execution": "fsmflow.graph:GraphExecution",

@@ -190,17 +190,22 @@ class _Run:
         )
         for listener in self.listeners:
             listener(record)
-        logger.debug(
-            "%s: %s --%s--> %s",
-            record.supervisor,
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
+        labels = (
             _variant_label(from_state),
             _variant_label(event),
             _variant_label(record.to_state),
+        )
+        logger.debug(
+            "%s: %s --%s--> %s",
+            record.supervisor,
+            *labels,
             extra={
                 "fsm_supervisor": record.supervisor,
-                "fsm_from": _variant_label(from_state),
-                "fsm_event": _variant_label(event),
-                "fsm_to": _variant_label(record.to_state),
+                "fsm_from": labels[0],
+                "fsm_event": labels[1],
+                "fsm_to": labels[2],
                 "fsm_actions": len(actions),
                 "fsm_failure": failure,
             },
