@@ -8,14 +8,16 @@ hands work to free ones; a processor waiting for capacity costs a deque slot, no
 
 from __future__ import annotations
 
-import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from types import MappingProxyType
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
+import trio
+import trio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ..fsm import FsmSpec, StateMachine
@@ -31,7 +33,7 @@ from ._fsm import (
     ProcessorDone,
     execution_spec,
 )
-from ._model import Dag, ProcessorInput
+from ._model import Dag, Processor, ProcessorInput
 from ._node import NodeEvent, node_spec
 from ._result import (
     DagEvent,
@@ -50,9 +52,33 @@ P = TypeVar("P")
 
 EventSink = Callable[[DagEvent], Awaitable[None]]
 
+_EMPTY: Mapping[str, ProcessorOutcome] = MappingProxyType({})
+
+
+class _Event(Protocol):
+    """What a run needs of an event: anyio's, or trio's own (the same methods)."""
+
+    def set(self) -> None: ...
+    def is_set(self) -> bool: ...
+    async def wait(self) -> None: ...
+
+
+def _loop_primitives() -> tuple[Callable[[], float], Callable[[], _Event]]:
+    """The running loop's clock and event class: trio's own in a trio task, since anyio's
+    look the backend up on every call (a clock reading costs as much as a dict build, an
+    event over ten times more), and anyio's on any other backend. Picked once per run,
+    like the supervisor loop's checkpoint."""
+    if trio.lowlevel.in_trio_task():
+        return trio.current_time, trio.Event
+    return anyio.current_time, anyio.Event
+
 
 class RunContext(Generic[P]):
-    """Everything one run knows; only the execution's actions and its workers touch it."""
+    """Everything one run knows; only the execution's actions and its workers touch it.
+
+    Work goes out on ``queue`` (inputs of processors already ``RUNNING``) and
+    completions come back on ``inbox``; both are plain deques, since every producer and
+    consumer runs in one thread, with an event only for a side that found nothing."""
 
     def __init__(
         self,
@@ -67,15 +93,19 @@ class RunContext(Generic[P]):
         self.limit = limit
         self.strategy = strategy
         self.sink = sink
+        self.clock, self.new_event = _loop_primitives()
         spec = node_spec()
         self.nodes: dict[str, StateMachine[NodeState, NodeEvent, None, None]] = {
             pid: spec.new_machine(NodeState.WAITING) for pid in dag.order
         }
         self.waiting_on = {pid: len(set(p.dependencies)) for pid, p in dag.processors.items()}
         self.chain_position = {pid: i for i, pid in enumerate(dag.transform_chain)}
+        #: Without transforms the payload never changes, so nothing needs carrying.
+        self.carries = bool(dag.transform_chain)
+        #: Per started processor: (position of the latest transform it got, its payload).
+        self.given: dict[str, tuple[int, Any]] = {}
         #: Per settled processor: (position of the latest transform it carries, payload).
         self.carried: dict[str, tuple[int, Any]] = {}
-        self.inputs: dict[str, ProcessorInput[P]] = {}
         self.outcomes: dict[str, ProcessorOutcome] = {}
         self.ready: deque[str] = deque()
         self.running = 0
@@ -83,53 +113,100 @@ class RunContext(Generic[P]):
         self.failed = False
         self.cancelling = False
         self.cancel_requested = False
-        #: The worker running each processor, so a cancellation reaches it.
-        self.workers: dict[str, _Worker] = {}
-        self.inbox_send, self.inbox = anyio.create_memory_object_stream[ExecEvent](math.inf)
-        self.work_send, self.work = anyio.create_memory_object_stream[str](math.inf)
+        self.closed = False
+        self.workers: list[_Worker] = []
+        self.queue: deque[ProcessorInput[P]] = deque()
+        #: Idle workers' wake-up events, and how many were woken but have not run yet.
+        self.idle: list[_Event] = []
+        self.waking = 0
+        self.inbox: deque[ExecEvent] = deque()
+        self.inbox_waiter: _Event | None = None
         self.started_at = 0.0
+
+    def post(self, event: ExecEvent) -> None:
+        """Put ``event`` on the execution's inbox (never blocks)."""
+        self.inbox.append(event)
+        waiter = self.inbox_waiter
+        if waiter is not None:
+            self.inbox_waiter = None
+            waiter.set()
+
+    async def next_event(self) -> ExecEvent:
+        """The oldest event on the inbox, waiting for one if need be."""
+        inbox = self.inbox
+        while not inbox:
+            waiter = self.inbox_waiter = self.new_event()
+            await waiter.wait()
+        return inbox.popleft()
+
+    def wake_worker(self) -> None:
+        """Wake one idle worker for queued work, unless one is already on its way: work
+        is handed out in batches, and a woken worker wakes the next only if work remains
+        after it takes its own, so quick processors cost no wake-up each."""
+        if self.queue and self.idle and not self.waking:
+            self.waking += 1
+            self.idle.pop().set()
 
     # -- actions ------------------------------------------------------------------------
 
     async def start_roots(self) -> None:
-        self.started_at = anyio.current_time()
+        self.started_at = self.clock()
         if self.sink is not None:
             await self.sink(DagStarted(len(self.dag.processors)))
+        waiting_on = self.waiting_on
         for pid in self.dag.order:
-            if self.waiting_on[pid] == 0:
+            if waiting_on[pid] == 0:
                 await self._advance(pid, NodeEvent.DEPENDENCIES_MET)
                 self.ready.append(pid)
         await self._hand_out()
 
     async def settle(self, outcome: ProcessorOutcome) -> None:
         pid = outcome.id
+        state = outcome.state
         self.running -= 1
         self.unfinished -= 1
-        self.workers.pop(pid, None)
         self.outcomes[pid] = outcome
-        await self._advance(pid, _FINAL_EVENT[outcome.state])
-        self._carry(pid, outcome)
-        if self.sink is not None:
-            await self.sink(NodeFinished(outcome))
-        if outcome.state is NodeState.FAILED:
+        sink = self.sink
+        if sink is None:
+            event = NodeEvent.SUCCEED if state is NodeState.DONE else _FINAL_EVENT[state]
+            await self.nodes[pid].handle(event, None)
+        else:
+            await self._advance(pid, _FINAL_EVENT[state])
+        if self.carries:
+            self._carry(pid, outcome)
+        if sink is not None:
+            await sink(NodeFinished(outcome))
+        if state is NodeState.FAILED:
             self.failed = True
             if self.strategy is FailureStrategy.FAIL_FAST:
                 return  # CancelRunning, next in this transition, cancels the dependents
         if self.cancelling:
             return
-        passes = outcome.state is NodeState.DONE or (
-            outcome.state is NodeState.FAILED and self.strategy is FailureStrategy.BEST_EFFORT
-        )
-        for child in self.dag.dependents[pid]:
-            if self.nodes[child].state is not NodeState.WAITING:
-                continue
-            if passes:
-                self.waiting_on[child] -= 1
-                if self.waiting_on[child] == 0:
-                    await self._advance(child, NodeEvent.DEPENDENCIES_MET)
-                    self.ready.append(child)
-            else:
-                await self._skip(child)
+        waiting_on = self.waiting_on
+        if not self.failed and sink is None:
+            # Nothing failed, so nothing was skipped: every dependent is still WAITING.
+            ready = self.ready
+            nodes = self.nodes
+            for child in self.dag.dependents[pid]:
+                left = waiting_on[child] - 1
+                waiting_on[child] = left
+                if left == 0:
+                    await nodes[child].handle(NodeEvent.DEPENDENCIES_MET, None)
+                    ready.append(child)
+        else:
+            passes = state is NodeState.DONE or (
+                state is NodeState.FAILED and self.strategy is FailureStrategy.BEST_EFFORT
+            )
+            for child in self.dag.dependents[pid]:
+                if self.nodes[child].state is not NodeState.WAITING:
+                    continue
+                if passes:
+                    waiting_on[child] -= 1
+                    if waiting_on[child] == 0:
+                        await self._advance(child, NodeEvent.DEPENDENCIES_MET)
+                        self.ready.append(child)
+                else:
+                    await self._skip(child)
         await self._hand_out()
 
     async def cancel_all(self, *, requested: bool) -> None:
@@ -140,19 +217,33 @@ class RunContext(Generic[P]):
             if self.nodes[pid].state in (NodeState.WAITING, NodeState.READY):
                 await self._advance(pid, NodeEvent.CANCEL)
                 self._finish_without_running(pid, NodeState.CANCELLED)
-        for pid, worker in self.workers.items():
-            worker.cancel(pid)
+        # Handed out but not taken by a worker yet: cancelled before they start.
+        while self.queue:
+            self.post(ProcessorDone(ProcessorOutcome(self.queue.popleft().id, NodeState.CANCELLED)))
+        for worker in self.workers:
+            worker.cancel()
 
     # -- helpers ------------------------------------------------------------------------
 
     async def _hand_out(self) -> None:
-        """Give ready processors to free workers, in readiness order."""
-        while self.ready and self.running < self.limit:
-            pid = self.ready.popleft()
-            self.inputs[pid] = self._input_for(pid)
-            await self._advance(pid, NodeEvent.START)
+        """Give ready processors to the workers, in readiness order."""
+        ready = self.ready
+        if not ready:
+            return
+        limit = self.limit
+        queue = self.queue
+        nodes = self.nodes
+        sink = self.sink
+        while ready and self.running < limit:
+            pid = ready.popleft()
+            given = self._input_for(pid)
+            if sink is None:
+                await nodes[pid].handle(NodeEvent.START, None)
+            else:
+                await self._advance(pid, NodeEvent.START)
             self.running += 1
-            self.work_send.send_nowait(pid)
+            queue.append(given)
+        self.wake_worker()
 
     async def _skip(self, pid: str) -> None:
         """Skip ``pid`` and, transitively, everything waiting on it."""
@@ -177,23 +268,25 @@ class RunContext(Generic[P]):
             await self.sink(NodeStateChanged(pid, before, machine.state))
 
     def _input_for(self, pid: str) -> ProcessorInput[P]:
-        processor = self.dag.processors[pid]
-        position, payload = -1, self.initial_payload
-        for dep in processor.dependencies:
-            carried = self.carried[dep]
-            if carried[0] > position:
-                position, payload = carried
-        deps = {dep: self.outcomes[dep] for dep in processor.dependencies}
-        return ProcessorInput(pid, payload, deps, 1)
+        dependencies = self.dag.processors[pid].dependencies
+        payload = self.initial_payload
+        if self.carries:
+            position = -1
+            for dep in dependencies:
+                carried = self.carried[dep]
+                if carried[0] > position:
+                    position, payload = carried
+            self.given[pid] = (position, payload)
+        if not dependencies:
+            return ProcessorInput(pid, payload, _EMPTY, 1)
+        outcomes = self.outcomes
+        return ProcessorInput(pid, payload, {dep: outcomes[dep] for dep in dependencies}, 1)
 
     def _carry(self, pid: str, outcome: ProcessorOutcome) -> None:
-        given = self.inputs.get(pid)
+        given = self.given.get(pid)
         if given is None:
             return
-        position = max(
-            (self.carried[d][0] for d in self.dag.processors[pid].dependencies), default=-1
-        )
-        payload = given.payload
+        position, payload = given
         if outcome.state is NodeState.DONE and pid in self.chain_position:
             position = self.chain_position[pid]
             if outcome.result is not None:
@@ -212,7 +305,7 @@ class RunContext(Generic[P]):
             succeeded=len(outcomes) == len(self.dag.processors)
             and all(o.state is NodeState.DONE for o in outcomes.values()),
             cancelled=cancelled,
-            duration=anyio.current_time() - self.started_at,
+            duration=self.clock() - self.started_at,
         )
 
 
@@ -233,15 +326,14 @@ class DagExecution(SelfSupervised[ExecState, ExecEvent, "RunContext[Any]", ExecA
     async def dispatch_state(
         self, state: ExecState, ctx: RunContext[Any]
     ) -> EventLoopDirective[ExecEvent]:
-        if state is ExecState.STARTING:
-            return Trigger(Begin())
         if state is ExecState.RUNNING or state is ExecState.CANCELLING:
             if ctx.unfinished == 0:
                 return Trigger(AllSettled())
-            try:  # completions usually wait already: take them without a scheduler round
-                return Trigger(ctx.inbox.receive_nowait())
-            except anyio.WouldBlock:
-                return Trigger(await ctx.inbox.receive())
+            inbox = ctx.inbox
+            # Completions usually wait already: take them without a scheduler round.
+            return Trigger(inbox.popleft() if inbox else await ctx.next_event())
+        if state is ExecState.STARTING:
+            return Trigger(Begin())
         return TERMINATE
 
     def event_for_action_error(self, msg: str) -> ExecEvent:
@@ -249,92 +341,110 @@ class DagExecution(SelfSupervised[ExecState, ExecEvent, "RunContext[Any]", ExecA
 
 
 class _Worker:
-    """One of the ``limit`` workers. Its cancel scope lives as long as no processor is
-    cancelled, so the common path creates no scope per processor; after a cancellation
-    it reports the interrupted processor and serves on (later work is cancelled before
-    it starts, because the run is cancelling)."""
+    """One of the ``limit`` workers: it takes queued processors until the run ends.
 
-    __slots__ = ("ctx", "work", "scope", "pid", "started", "attempt")
+    Its cancel scope lives as long as no processor is cancelled, so the common path
+    creates no scope per processor; after a cancellation it reports the interrupted
+    processor and serves on."""
 
-    def __init__(self, ctx: RunContext[Any], work: MemoryObjectReceiveStream[str]) -> None:
+    __slots__ = ("ctx", "scope", "pid", "started", "attempt")
+
+    def __init__(self, ctx: RunContext[Any]) -> None:
         self.ctx = ctx
-        self.work = work
         self.scope = anyio.CancelScope()
         self.pid: str | None = None
         self.started = 0.0
         self.attempt = 0
 
-    def cancel(self, pid: str) -> None:
-        if self.pid == pid:
+    def cancel(self) -> None:
+        """Cancel the processor this worker runs, if any."""
+        if self.pid is not None:
             self.scope.cancel()
 
     async def serve(self) -> None:
-        async with self.work:
-            while True:
-                with anyio.CancelScope() as self.scope:
-                    await self._serve_until_closed()
-                    return
-                pid, self.pid = self.pid, None
-                assert pid is not None
+        while True:
+            with anyio.CancelScope() as self.scope:
+                await self._serve()
+            pid, self.pid = self.pid, None
+            if pid is not None:  # None: cancelled just after its processor finished
                 outcome = ProcessorOutcome(
                     pid,
                     NodeState.CANCELLED,
-                    duration=anyio.current_time() - self.started,
+                    duration=self.ctx.clock() - self.started,
                     attempts=self.attempt,
                 )
-                self.ctx.inbox_send.send_nowait(ProcessorDone(outcome))
+                self.ctx.post(ProcessorDone(outcome))
 
-    async def _serve_until_closed(self) -> None:
+    async def _serve(self) -> None:
         ctx = self.ctx
-        work = self.work
+        queue = ctx.queue
+        idle = ctx.idle
+        processors = ctx.dag.processors
+        clock = ctx.clock
         while True:
-            try:
-                pid = work.receive_nowait()
-            except anyio.WouldBlock:
+            if not queue:
+                woken = ctx.new_event()
+                idle.append(woken)
                 try:
-                    pid = await work.receive()
-                except anyio.EndOfStream:
-                    return
-            except anyio.EndOfStream:
-                return
-            if ctx.cancelling:
-                outcome = ProcessorOutcome(pid, NodeState.CANCELLED)
-            else:
-                self.pid = pid
-                ctx.workers[pid] = self
-                outcome = await self._run(pid)
-                self.pid = None
-            ctx.inbox_send.send_nowait(ProcessorDone(outcome))
-
-    async def _run(self, pid: str) -> ProcessorOutcome:
-        processor = self.ctx.dag.processors[pid]
-        given = self.ctx.inputs[pid]
-        self.started = started = anyio.current_time()
-        self.attempt = 0
-        while True:
-            self.attempt += 1
-            if self.attempt > 1:
-                given = ProcessorInput(pid, given.payload, given.dependencies, self.attempt)
+                    await woken.wait()
+                finally:
+                    if woken.is_set():
+                        ctx.waking -= 1
+                    else:
+                        idle.remove(woken)
+                continue
+            given = queue.popleft()
+            if queue:
+                ctx.wake_worker()
+            pid = given.id
+            processor = processors[pid]
+            self.pid = pid
+            self.started = started = clock()
+            self.attempt = 1
             try:
-                if processor.timeout is None:
-                    result = await _call(processor.function, given, processor)
+                if processor.is_async and processor.timeout is None:
+                    result = await processor.function(given)
                 else:
-                    with anyio.fail_after(processor.timeout):
-                        result = await _call(processor.function, given, processor)
+                    result = await _attempt(processor, given)
             except Exception as exc:
-                if self.attempt <= processor.retries:
-                    await anyio.sleep(processor.retry_backoff * 2 ** (self.attempt - 1))
-                    continue
-                return ProcessorOutcome(
-                    pid,
-                    NodeState.FAILED,
-                    error=_failed(pid, self.attempt, exc),
-                    duration=anyio.current_time() - started,
-                    attempts=self.attempt,
-                )
+                outcome = await self._retry(processor, given, exc)
+            else:
+                outcome = ProcessorOutcome(pid, NodeState.DONE, result, None, clock() - started, 1)
+            self.pid = None
+            ctx.post(ProcessorDone(outcome))
+
+    async def _retry(
+        self, processor: Processor[Any], given: ProcessorInput[Any], exc: Exception
+    ) -> ProcessorOutcome:
+        """Retry after the first attempt failed with ``exc``, as ``processor`` allows."""
+        pid = processor.id
+        while self.attempt <= processor.retries:
+            await anyio.sleep(processor.retry_backoff * 2 ** (self.attempt - 1))
+            self.attempt += 1
+            given = ProcessorInput(pid, given.payload, given.dependencies, self.attempt)
+            try:
+                result = await _attempt(processor, given)
+            except Exception as again:
+                exc = again
+                continue
             return ProcessorOutcome(
-                pid, NodeState.DONE, result, None, anyio.current_time() - started, self.attempt
+                pid, NodeState.DONE, result, None, self.ctx.clock() - self.started, self.attempt
             )
+        return ProcessorOutcome(
+            pid,
+            NodeState.FAILED,
+            error=_failed(pid, self.attempt, exc),
+            duration=self.ctx.clock() - self.started,
+            attempts=self.attempt,
+        )
+
+
+async def _attempt(processor: Processor[Any], given: ProcessorInput[Any]) -> Any:
+    """One attempt at ``processor``, under its timeout if it has one."""
+    if processor.timeout is None:
+        return await _call(processor.function, given, processor)
+    with anyio.fail_after(processor.timeout):
+        return await _call(processor.function, given, processor)
 
 
 def _failed(pid: str, attempts: int, exc: Exception) -> ProcessorFailed:
@@ -343,7 +453,9 @@ def _failed(pid: str, attempts: int, exc: Exception) -> ProcessorFailed:
     return error
 
 
-async def _call(function: Callable[..., Any], given: ProcessorInput[Any], processor: Any) -> Any:
+async def _call(
+    function: Callable[..., Any], given: ProcessorInput[Any], processor: Processor[Any]
+) -> Any:
     if processor.is_async:
         return await function(given)
     if processor.blocking:
@@ -374,14 +486,18 @@ async def execute_dag(
 
 async def _execute(ctx: RunContext[P], name: str) -> DagResult[P]:
     execution = DagExecution(name)
-    with ctx.inbox_send, ctx.inbox:
-        async with anyio.create_task_group() as tg, ctx.work_send, ctx.work:
+    try:
+        async with anyio.create_task_group() as tg:
             for _ in range(min(ctx.limit, max(len(ctx.dag), 1))):
-                tg.start_soon(_Worker(ctx, ctx.work.clone()).serve)
+                worker = _Worker(ctx)
+                ctx.workers.append(worker)
+                tg.start_soon(worker.serve)
             try:
                 await execution.run(ExecState.STARTING, ctx)
             finally:
                 tg.cancel_scope.cancel()
+    finally:
+        ctx.closed = True
     result = ctx.result(cancelled=ctx.cancel_requested)
     if ctx.sink is not None:
         await ctx.sink(DagFinished(result.succeeded, result.cancelled, result.duration))
@@ -399,8 +515,8 @@ class DagStream(Generic[P]):
     def cancel(self) -> None:
         """Ask the run to stop: running processors are cancelled, waiting ones never
         start, and the result says ``cancelled``. Does nothing once the run has ended."""
-        with suppress(anyio.ClosedResourceError):
-            self._ctx.inbox_send.send_nowait(CancelRequested())
+        if not self._ctx.closed:
+            self._ctx.post(CancelRequested())
 
     def __aiter__(self) -> AsyncIterator[DagEvent]:
         return self._events.__aiter__()

@@ -8,6 +8,7 @@ drives the node machines.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from functools import cache
 
 from ..fsm import FsmBuilder, FsmSpec, Transition, goto
@@ -23,18 +24,18 @@ class NodeEvent(enum.Enum):
     CANCEL = "cancel"
 
 
-_TARGET = {
-    NodeEvent.DEPENDENCIES_MET: NodeState.READY,
-    NodeEvent.START: NodeState.RUNNING,
-    NodeEvent.SUCCEED: NodeState.DONE,
-    NodeEvent.FAIL: NodeState.FAILED,
-    NodeEvent.SKIP: NodeState.SKIPPED,
-    NodeEvent.CANCEL: NodeState.CANCELLED,
-}
+_Handler = Callable[[NodeState, NodeEvent, None], Transition[NodeState, None]]
 
 
-def _advance(state: NodeState, event: NodeEvent, ctx: None) -> Transition[NodeState, None]:
-    return goto(_TARGET[event])
+def _to(target: NodeState) -> _Handler:
+    """The handler of every step into ``target``. Transitions are immutable values, so
+    each is built once here rather than on every step."""
+    transition: Transition[NodeState, None] = goto(target)
+
+    def advance(state: NodeState, event: NodeEvent, ctx: None) -> Transition[NodeState, None]:
+        return transition
+
+    return advance
 
 
 @cache
@@ -43,13 +44,17 @@ def node_spec() -> FsmSpec[NodeState, NodeEvent, None, None]:
     b = FsmBuilder[NodeState, NodeEvent, None, None](
         states=NodeState, events=NodeEvent, initial=NodeState.WAITING, name="dag processor"
     )
-    b.when(NodeState.WAITING).on(NodeEvent.DEPENDENCIES_MET, _advance, to=[NodeState.READY])
-    b.when(NodeState.WAITING).on(NodeEvent.SKIP, _advance, to=[NodeState.SKIPPED])
-    b.when(NodeState.WAITING).on(NodeEvent.CANCEL, _advance, to=[NodeState.CANCELLED])
-    b.when(NodeState.READY).on(NodeEvent.START, _advance, to=[NodeState.RUNNING])
-    b.when(NodeState.READY).on(NodeEvent.CANCEL, _advance, to=[NodeState.CANCELLED])
-    running = b.when(NodeState.RUNNING)
-    running.on(NodeEvent.SUCCEED, _advance, to=[NodeState.DONE])
-    running.on(NodeEvent.FAIL, _advance, to=[NodeState.FAILED])
-    running.on(NodeEvent.CANCEL, _advance, to=[NodeState.CANCELLED])
+    edges = [
+        (NodeState.WAITING, NodeEvent.DEPENDENCIES_MET, NodeState.READY),
+        (NodeState.WAITING, NodeEvent.SKIP, NodeState.SKIPPED),
+        (NodeState.WAITING, NodeEvent.CANCEL, NodeState.CANCELLED),
+        (NodeState.READY, NodeEvent.START, NodeState.RUNNING),
+        (NodeState.READY, NodeEvent.CANCEL, NodeState.CANCELLED),
+        (NodeState.RUNNING, NodeEvent.SUCCEED, NodeState.DONE),
+        (NodeState.RUNNING, NodeEvent.FAIL, NodeState.FAILED),
+        (NodeState.RUNNING, NodeEvent.CANCEL, NodeState.CANCELLED),
+    ]
+    handlers = {target: _to(target) for target in NodeState}
+    for source, event, target in edges:
+        b.when(source).on(event, handlers[target], to=[target])
     return b.strict().build()

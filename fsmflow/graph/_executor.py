@@ -966,18 +966,7 @@ async def resume_from(
     changed since the checkpoint — unless ``force``, which warns instead.
     """
     options = RunOptions(max_steps, store, policy or CheckpointPolicy(), compact_after)
-    restored = await load_run(store, graph, trace_id, force=force)
-    ctx = RunContext(
-        graph,
-        restored.state,
-        options,
-        trace_id,
-        None,
-        step=restored.step,
-        current=restored.next_node,
-        occurrences=restored.occurrences,
-        resumed=True,
-    )
+    ctx = await _restored_context(graph, trace_id, store, options, force)
     async with _stream(ctx, buffer, capacity) as stream:
         yield stream
 
@@ -996,8 +985,15 @@ async def resume(
     (like :func:`execute`, it refuses graphs with barriers)."""
     _refuse_barriers(graph)
     options = RunOptions(max_steps, store, policy or CheckpointPolicy(), compact_after)
+    return await _execute_plain(await _restored_context(graph, trace_id, store, options, force))
+
+
+async def _restored_context(
+    graph: Graph[S], trace_id: str, store: CheckpointStore, options: RunOptions, force: bool
+) -> RunContext[S]:
+    """A run context that continues ``trace_id`` from its latest checkpoint."""
     restored = await load_run(store, graph, trace_id, force=force)
-    ctx = RunContext(
+    return RunContext(
         graph,
         restored.state,
         options,
@@ -1008,4 +1004,3 @@ async def resume(
         occurrences=restored.occurrences,
         resumed=True,
     )
-    return await _execute_plain(ctx)
