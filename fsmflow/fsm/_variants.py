@@ -31,6 +31,13 @@ class VariantSet:
     variants: tuple[Variant, ...]
     #: True when the variants are enum members (the value is its own variant).
     is_enum: bool
+    #: Identities of the variants: membership by identity, without hashing user values
+    #: (which may be unhashable, or equal to a variant without being one).
+    _identities: frozenset[int] = attrs.field(init=False, repr=False, eq=False)
+
+    @_identities.default
+    def _identities_default(self) -> frozenset[int]:
+        return frozenset(map(id, self.variants))
 
     def key_function(self) -> Callable[[Any], Variant]:
         """The cheapest function mapping a value to its variant."""
@@ -42,7 +49,8 @@ class VariantSet:
         return value if self.is_enum else type(value)
 
     def contains(self, variant: object) -> bool:
-        return any(variant is v for v in self.variants)
+        """True when ``variant`` is one of the declared variants (by identity)."""
+        return id(variant) in self._identities
 
 
 def _identity(value: object) -> object:
