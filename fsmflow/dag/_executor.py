@@ -535,7 +535,7 @@ async def stream_dag(
 
         async with stream_dag(dag, payload) as stream:
             async for event in stream:
-                ...
+                print(event)
         print(stream.result)
 
     The buffer is bounded: a slow consumer slows the run. Leaving the block early

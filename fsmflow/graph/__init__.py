@@ -23,6 +23,7 @@ from ._checkpoint import (
     list_runs,
     load_run,
 )
+from ._context import DEFAULT_MAX_STEPS, RunContext, new_trace_id
 from ._errors import (
     BarrierRejected,
     CheckpointNotFound,
@@ -65,13 +66,10 @@ from ._events import (
     StateChanged,
 )
 from ._executor import (
-    DEFAULT_MAX_STEPS,
     GraphExecution,
     GraphStream,
-    RunContext,
     execute,
     execute_stream,
-    new_trace_id,
     resume,
     resume_from,
 )

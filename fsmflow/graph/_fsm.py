@@ -23,7 +23,7 @@ from ._events import BarrierId
 from ._graph import Decision
 
 if TYPE_CHECKING:
-    from ._executor import RunContext
+    from ._context import RunContext
 
     Ctx: TypeAlias = RunContext[Any]
 else:

@@ -14,7 +14,7 @@ from ._fsm import CANCEL, CheckpointRequested, Decide, ExecEvent, ExecState
 from ._graph import Approve, Decision, Reject, Route, Skip
 
 if TYPE_CHECKING:
-    from ._executor import RunContext
+    from ._context import RunContext
 
 
 class GraphHandle:
