@@ -8,10 +8,11 @@ from collections.abc import Callable, Sequence
 import anyio.lowlevel
 
 from ._errors import VersionConflict
-from ._protocols import Append, BatchOp, Checkpoint, Delete, LogEntry, Put, Remove, Versioned
+from ._protocols import Append, BatchOp, Checkpoint, Delete, LogEntry, Put, Versioned
+from ._single_ops import SingleOpWrites
 
 
-class MemoryStore:
+class MemoryStore(SingleOpWrites):
     """Every :class:`Store` operation on plain dicts.
 
     Same semantics as :class:`SqliteStore` (versions, never-reused log seqs, atomic
@@ -31,27 +32,11 @@ class MemoryStore:
         await anyio.lowlevel.checkpoint()
         return self._kv.get((namespace, key))
 
-    async def put(
-        self, namespace: str, key: str, value: bytes, *, expected_version: int | None = None
-    ) -> int:
-        (version,) = await self.write_batch([Put(namespace, key, value, expected_version)])
-        assert isinstance(version, int)
-        return version
-
-    async def delete(self, namespace: str, key: str) -> bool:
-        (removed,) = await self.write_batch([Delete(namespace, key)])
-        return bool(removed)
-
     async def keys(self, namespace: str) -> list[str]:
         await anyio.lowlevel.checkpoint()
         return sorted(k for ns, k in self._kv if ns == namespace)
 
     # -- logs -------------------------------------------------------------------------
-
-    async def append(self, log: str, value: bytes) -> int:
-        (seq,) = await self.write_batch([Append(log, value)])
-        assert isinstance(seq, int)
-        return seq
 
     async def read(self, log: str, *, after: int = 0, limit: int | None = None) -> list[LogEntry]:
         await anyio.lowlevel.checkpoint()
@@ -62,10 +47,6 @@ class MemoryStore:
                     break
                 entries.append(LogEntry(seq, value))
         return entries
-
-    async def remove(self, log: str, seq: int) -> bool:
-        (removed,) = await self.write_batch([Remove(log, seq)])
-        return bool(removed)
 
     async def length(self, log: str) -> int:
         await anyio.lowlevel.checkpoint()

@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from ._errors import SchemaError, StoreError, VersionConflict
 from ._protocols import Append, BatchOp, Checkpoint, Delete, LogEntry, Put, Remove, Versioned
+from ._single_ops import SingleOpWrites
 
 T = TypeVar("T")
 
@@ -57,7 +58,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-class SqliteStore:
+class SqliteStore(SingleOpWrites):
     """A :class:`Store` in one SQLite file; create it with ``await SqliteStore.open(path)``.
 
     Use it as an async context manager or call :meth:`aclose`.
@@ -120,17 +121,6 @@ class SqliteStore:
         )
         return None if row is None else Versioned(bytes(row[0]), row[1])
 
-    async def put(
-        self, namespace: str, key: str, value: bytes, *, expected_version: int | None = None
-    ) -> int:
-        (version,) = await self.write_batch([Put(namespace, key, value, expected_version)])
-        assert isinstance(version, int)
-        return version
-
-    async def delete(self, namespace: str, key: str) -> bool:
-        (removed,) = await self.write_batch([Delete(namespace, key)])
-        return bool(removed)
-
     async def keys(self, namespace: str) -> list[str]:
         rows = await self._run(
             _fetchall, self._db, "SELECT key FROM kv WHERE namespace=? ORDER BY key", (namespace,)
@@ -138,11 +128,6 @@ class SqliteStore:
         return [r[0] for r in rows]
 
     # -- logs -------------------------------------------------------------------------
-
-    async def append(self, log: str, value: bytes) -> int:
-        (seq,) = await self.write_batch([Append(log, value)])
-        assert isinstance(seq, int)
-        return seq
 
     async def read(self, log: str, *, after: int = 0, limit: int | None = None) -> list[LogEntry]:
         rows = await self._run(
@@ -152,10 +137,6 @@ class SqliteStore:
             (log, after, -1 if limit is None else limit),
         )
         return [LogEntry(r[0], bytes(r[1])) for r in rows]
-
-    async def remove(self, log: str, seq: int) -> bool:
-        (removed,) = await self.write_batch([Remove(log, seq)])
-        return bool(removed)
 
     async def length(self, log: str) -> int:
         row = await self._run(_fetchone, self._db, "SELECT COUNT(*) FROM log WHERE log=?", (log,))
