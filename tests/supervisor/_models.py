@@ -10,6 +10,7 @@ from fsmflow.supervisor import (
     EventLoopDirective,
     HandlerSupervised,
     SelfSupervised,
+    Supervisor,
 )
 
 
@@ -65,10 +66,13 @@ def test_spec() -> FsmSpec[TestState, Error, Ctx, MarkFailed]:
     return _SPEC
 
 
-class SelfSup(SelfSupervised[TestState, Error, Ctx, MarkFailed]):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.completion_writes = 0
+class _SeedBehaviour(Supervisor[TestState, Error, Ctx, MarkFailed]):
+    """What both seed supervisors do: fail in Running, stop in Failed, count completions.
+
+    The seed tests the same behaviour under both supervisor kinds; only identity differs.
+    """
+
+    completion_writes = 0
 
     @classmethod
     def fsm_spec(cls) -> FsmSpec[TestState, Error, Ctx, MarkFailed]:
@@ -88,24 +92,10 @@ class SelfSup(SelfSupervised[TestState, Error, Ctx, MarkFailed]):
         self.completion_writes += 1
 
 
-class HandlerSup(HandlerSupervised[TestState, Error, Ctx, MarkFailed, None]):
+class SelfSup(_SeedBehaviour, SelfSupervised[TestState, Error, Ctx, MarkFailed]):
+    pass
+
+
+class HandlerSup(_SeedBehaviour, HandlerSupervised[TestState, Error, Ctx, MarkFailed, None]):
     def __init__(self, name: str) -> None:
         super().__init__(name, None, "1")
-        self.completion_writes = 0
-
-    @classmethod
-    def fsm_spec(cls) -> FsmSpec[TestState, Error, Ctx, MarkFailed]:
-        return test_spec()
-
-    async def dispatch_state(self, state: TestState, ctx: Ctx) -> EventLoopDirective[Error]:
-        match state:
-            case Running():
-                raise RuntimeError("dispatch_state boom")
-            case Failed():
-                return TERMINATE
-
-    def event_for_action_error(self, msg: str) -> Error:
-        return Error(msg)
-
-    async def write_completion_event(self) -> None:
-        self.completion_writes += 1
