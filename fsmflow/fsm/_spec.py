@@ -55,12 +55,6 @@ class HandlerSpec:
     is_async: bool
     #: For timeouts: seconds the state may last before the handler fires.
     seconds: float | None = None
-    #: ``targets`` as a set, for the machine's per-transition check.
-    target_set: frozenset[Variant] | None = attrs.field(init=False, repr=False, eq=False)
-
-    @target_set.default
-    def _target_set(self) -> frozenset[Variant] | None:
-        return None if self.targets is None else frozenset(self.targets)
 
 
 class HookKind(enum.Enum):
