@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar, final
 import attrs
 
 from .._util import NoPublicConstructor
+from ..diagrams import Flowchart, FlowEdge, FlowNode, NodeShape
 
 P = TypeVar("P")
 
@@ -96,6 +97,19 @@ class Dag(Generic[P], metaclass=NoPublicConstructor):
 
     def __repr__(self) -> str:
         return f"<Dag: {len(self.processors)} processors, {len(self.transform_chain)} transforms>"
+
+    def flowchart(self, *, title: str | None = None) -> Flowchart:
+        """The DAG as a picture: one node per processor in topological order (transforms
+        as rounded boxes, analyzers as plain boxes), one edge per dependency. This makes a
+        DAG drawable by :func:`fsmflow.diagrams.to_mermaid` and ``fsmflow diagram``."""
+        shapes = {Intent.TRANSFORM: NodeShape.ROUNDED, Intent.ANALYZE: NodeShape.BOX}
+        nodes = tuple(
+            FlowNode.of(pid, shape=shapes[self.processors[pid].intent]) for pid in self.order
+        )
+        edges = tuple(
+            FlowEdge(dep, pid) for pid in self.order for dep in self.processors[pid].dependencies
+        )
+        return Flowchart(nodes, edges, title=title, direction="LR")
 
 
 class DagBuilder(Generic[P]):

@@ -11,11 +11,27 @@ the event (``after 5s`` for a timeout, ``unhandled`` for the unhandled handler),
 handlers from every state where they apply, and an "any state" node for handlers that
 declared no ``to=``. Output is deterministic, so generated docs can be checked in.
 
+Engines that are not a bare state machine (the graph executor, the DAG executor,
+supervision trees) describe themselves as a :class:`Flowchart` through
+:class:`SupportsFlowchart`; the same functions draw them as Mermaid ``flowchart`` or DOT.
+
 The ``fsmflow diagram MODULE:ATTR`` command and ``python -m fsmflow.diagrams._docs`` (which
 regenerates the docs' diagrams) find what to draw with :func:`load_target`.
 """
 
 from ._export import DiagramToolMissing, render, to_dot, to_mermaid
+from ._flowchart import (
+    EdgeStyle,
+    Flowchart,
+    FlowEdge,
+    FlowGroup,
+    FlowNode,
+    NodeClass,
+    NodeShape,
+    SupportsFlowchart,
+    flowchart_to_dot,
+    flowchart_to_mermaid,
+)
 from ._model import ANY_STATE_LABEL, UNHANDLED_LABEL, DiagramSubject
 from ._targets import DiagramTargetError, load_target, resolve_target
 
@@ -25,6 +41,16 @@ __all__ = [
     "DiagramSubject",
     "DiagramTargetError",
     "DiagramToolMissing",
+    "EdgeStyle",
+    "FlowEdge",
+    "FlowGroup",
+    "FlowNode",
+    "Flowchart",
+    "NodeClass",
+    "NodeShape",
+    "SupportsFlowchart",
+    "flowchart_to_dot",
+    "flowchart_to_mermaid",
     "load_target",
     "render",
     "resolve_target",

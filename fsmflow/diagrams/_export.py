@@ -14,10 +14,12 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
+import attrs
 import graphviz
 from transitions.core import State
 from transitions.extensions.diagrams import GraphMachine
 
+from ._flowchart import Flowchart, SupportsFlowchart, flowchart_to_dot, flowchart_to_mermaid
 from ._model import ANY_STATE_ID, ANY_STATE_LABEL, INITIAL_ID, Diagram, DiagramSubject, describe
 
 if TYPE_CHECKING:
@@ -96,13 +98,23 @@ class DiagramToolMissing(RuntimeError):
         )
 
 
-def to_mermaid(subject: DiagramSubject, *, title: str | None = None) -> str:
-    """Mermaid ``stateDiagram-v2`` source for a spec or machine, ending with a newline.
+def _flowchart(subject: SupportsFlowchart, title: str | None) -> Flowchart:
+    chart = subject.flowchart()
+    return chart if title is None else attrs.evolve(chart, title=title)
 
-    ``title`` (default: the spec's name) goes into the front matter. For a
-    :class:`StateMachine` the current state has the ``s_active`` class; a bare spec
-    highlights nothing. The same spec always gives the same text.
+
+def to_mermaid(subject: DiagramSubject | SupportsFlowchart, *, title: str | None = None) -> str:
+    """Mermaid source for a spec, a machine or anything with a flowchart, ending with a
+    newline.
+
+    A spec or machine gives a ``stateDiagram-v2``: ``title`` (default: the spec's name)
+    goes into the front matter, and for a :class:`StateMachine` the current state has the
+    ``s_active`` class; a bare spec highlights nothing. An object implementing
+    :class:`SupportsFlowchart` (a graph, a DAG, a tree) gives a ``flowchart``. The same
+    subject always gives the same text.
     """
+    if isinstance(subject, SupportsFlowchart):
+        return flowchart_to_mermaid(_flowchart(subject, title))
     diagram = describe(subject, title)
     graph = _draw(diagram, "mermaid", _MERMAID_STYLES, _mermaid_text)
     # transitions starts with "---", the bare (one-line) title, "---"; Mermaid's front
@@ -119,17 +131,22 @@ def to_mermaid(subject: DiagramSubject, *, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_dot(subject: DiagramSubject, *, title: str | None = None) -> str:
-    """Graphviz DOT source for a spec or machine (no Graphviz installation needed).
+def to_dot(subject: DiagramSubject | SupportsFlowchart, *, title: str | None = None) -> str:
+    """Graphviz DOT source for a spec, a machine or anything with a flowchart (no Graphviz
+    installation needed).
 
     The title (default: the spec's name) names the graph and labels it; the initial marker
     is a point node with an edge to the initial state; a :class:`StateMachine`'s current
-    state has transitions' "active" style. The same spec always gives the same text.
+    state has transitions' "active" style. The same subject always gives the same text.
     """
+    if isinstance(subject, SupportsFlowchart):
+        return flowchart_to_dot(_flowchart(subject, title))
     return _digraph(subject, title).source
 
 
-def render(subject: DiagramSubject, format: str = "svg", *, title: str | None = None) -> bytes:
+def render(
+    subject: DiagramSubject | SupportsFlowchart, format: str = "svg", *, title: str | None = None
+) -> bytes:
     """The diagram as ``format``: ``"mermaid"`` and ``"dot"`` give UTF-8 source text; any
     Graphviz output format (``"svg"``, ``"png"``, ``"pdf"``, ...) runs Graphviz's ``dot``.
 
@@ -145,9 +162,9 @@ def render(subject: DiagramSubject, format: str = "svg", *, title: str | None = 
             f"unknown diagram format {format!r}; use 'mermaid', 'dot' or a Graphviz output "
             "format such as 'svg' or 'png'"
         )
-    digraph = _digraph(subject, title)
+    source = graphviz.Source(to_dot(subject, title=title))
     try:
-        return digraph.pipe(format=format)
+        return source.pipe(format=format)
     except graphviz.ExecutableNotFound as exc:
         raise DiagramToolMissing("dot", format) from exc
 

@@ -3,9 +3,12 @@
 ``ATTR`` (dotted for nested attributes) may name:
 
 * an :class:`FsmSpec` or a :class:`StateMachine`;
-* a callable taking no arguments that returns an ``FsmSpec`` (``turnstile_spec``);
+* a callable taking no arguments that returns an ``FsmSpec`` (``turnstile_spec``) or a
+  flowchart source (``build_pipeline``);
 * a class with an ``fsm_spec`` attribute that is an ``FsmSpec`` or such a callable, which
-  is how supervisor classes expose their machine (a classmethod or staticmethod).
+  is how supervisor classes expose their machine (a classmethod or staticmethod);
+* any object implementing :class:`~fsmflow.diagrams.SupportsFlowchart` (a graph, a DAG,
+  a supervision tree), drawn as a flowchart.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ..fsm import FsmSpec, StateMachine
+from ._flowchart import SupportsFlowchart
 from ._model import DiagramSubject
 
 _DOTTED = r"[^\W\d]\w*(?:\.[^\W\d]\w*)*"
 _REFERENCE = re.compile(rf"({_DOTTED}):({_DOTTED})\Z")
 _EXPECTED = (
-    "an FsmSpec, a StateMachine, a zero-argument callable returning an FsmSpec, or a class "
-    "whose fsm_spec attribute is an FsmSpec or a zero-argument callable returning one"
+    "an FsmSpec, a StateMachine, a zero-argument callable returning an FsmSpec, a class "
+    "whose fsm_spec attribute is an FsmSpec or a zero-argument callable returning one, or "
+    "an object with a flowchart() method (a graph, a DAG, a supervision tree)"
 )
 
 
@@ -32,7 +37,7 @@ class DiagramTargetError(ValueError):
     names something no diagram can be drawn from. The message says which."""
 
 
-def load_target(reference: str) -> DiagramSubject:
+def load_target(reference: str) -> DiagramSubject | SupportsFlowchart:
     """Import ``MODULE`` and resolve ``ATTR`` to a spec or machine (see the module doc).
 
     Raises :class:`DiagramTargetError` for the problems a user fixes by changing the
@@ -68,9 +73,12 @@ def load_target(reference: str) -> DiagramSubject:
     return resolve_target(target, reference)
 
 
-def resolve_target(target: object, reference: str) -> DiagramSubject:
-    """The spec or machine that ``target`` (found at ``reference``) stands for."""
+def resolve_target(target: object, reference: str) -> DiagramSubject | SupportsFlowchart:
+    """The spec, machine or flowchart source that ``target`` (found at ``reference``)
+    stands for."""
     if isinstance(target, FsmSpec | StateMachine):
+        return target
+    if isinstance(target, SupportsFlowchart) and not isinstance(target, type):
         return target
     if isinstance(target, type):
         provided = getattr(target, "fsm_spec", None)
@@ -94,7 +102,9 @@ def resolve_target(target: object, reference: str) -> DiagramSubject:
     )
 
 
-def _call_for_spec(function: Callable[..., Any], what: str) -> FsmSpec[Any, Any, Any, Any]:
+def _call_for_spec(
+    function: Callable[..., Any], what: str
+) -> FsmSpec[Any, Any, Any, Any] | SupportsFlowchart:
     try:
         signature = inspect.signature(function)
     except ValueError:  # no signature to check (some builtins); calling it will tell
@@ -107,8 +117,11 @@ def _call_for_spec(function: Callable[..., Any], what: str) -> FsmSpec[Any, Any,
                 f"{what} must be callable without arguments, but its signature is {signature}"
             ) from None
     result = function()
-    if not isinstance(result, FsmSpec):
-        raise DiagramTargetError(
-            f"{what}() returned an object of type {type(result).__name__}, not an FsmSpec"
-        )
-    return result
+    if isinstance(result, FsmSpec) or (
+        isinstance(result, SupportsFlowchart) and not isinstance(result, type)
+    ):
+        return result
+    raise DiagramTargetError(
+        f"{what}() returned an object of type {type(result).__name__}, not an FsmSpec or an "
+        "object with a flowchart() method"
+    )

@@ -98,3 +98,26 @@ class _Dot:
 
 class Graph(_Dot): ...
 class Digraph(_Dot): ...
+
+class Source:
+    source: str
+    def __init__(
+        self,
+        source: str,
+        filename: str | None = None,
+        directory: str | None = None,
+        format: str | None = None,
+        engine: str | None = None,
+        encoding: str | None = ...,
+    ) -> None: ...
+    def pipe(
+        self,
+        format: str | None = None,
+        renderer: str | None = None,
+        formatter: str | None = None,
+        neato_no_op: bool | int | None = None,
+        quiet: bool = False,
+        *,
+        engine: str | None = None,
+        encoding: None = None,
+    ) -> bytes: ...
