@@ -3,10 +3,11 @@
 Every benchmark follows the same method so that its figures can be compared with each
 other and over time: all contestants run in one process, in rounds; in each round every
 contestant is set up afresh, warmed up, then timed once with :func:`time.perf_counter`
-around a fixed number of operations. The best round is reported (the median is kept in the
-JSON dump). Interleaving the rounds spreads a burst of load from elsewhere on the machine
-over all contestants instead of penalising whichever ran during it. Only ratios measured
-in the same run are meaningful; absolute rates depend on the machine.
+around a fixed number of operations. The median round is reported with the spread of all
+rounds (:meth:`Measurement.summary`); ratios between contestants are ratios of medians
+(:func:`ratio`). Interleaving the rounds spreads a burst of load from elsewhere on the
+machine over all contestants instead of penalising whichever ran during it. Only ratios
+measured in the same run are meaningful; absolute rates depend on the machine.
 """
 
 from __future__ import annotations
@@ -83,6 +84,20 @@ class Measurement:
     def median_rate(self) -> float:
         return self.operations / statistics.median(self.seconds)
 
+    @property
+    def min_rate(self) -> float:
+        return self.operations / max(self.seconds)
+
+    @property
+    def max_rate(self) -> float:
+        return self.operations / min(self.seconds)
+
+    def summary(self, scale: float = 1.0, digits: int = 0) -> str:
+        """``"median (min..max)"`` of the rates, each multiplied by ``scale``."""
+        values = (self.median_rate * scale, self.min_rate * scale, self.max_rate * scale)
+        median, low, high = (f"{v:,.{digits}f}" for v in values)
+        return f"{median} ({low}..{high})"
+
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -90,7 +105,20 @@ class Measurement:
             "seconds": list(self.seconds),
             "best_rate": self.best_rate,
             "median_rate": self.median_rate,
+            "min_rate": self.min_rate,
+            "max_rate": self.max_rate,
         }
+
+
+def ratio(ours: Measurement, theirs: Measurement) -> str:
+    """``ours / theirs`` as ``"median (min..max)"``: the ratio of the median rates, and the
+    range it spans over the rounds (each round paired with the same round of the other,
+    as they ran side by side)."""
+    pairs = [
+        (ours.operations / a) / (theirs.operations / b)
+        for a, b in zip(ours.seconds, theirs.seconds, strict=True)
+    ]
+    return f"{ours.median_rate / theirs.median_rate:.2f}x ({min(pairs):.2f}..{max(pairs):.2f})"
 
 
 #: One timed run of a contestant: ``(operations, warmup) -> seconds``. It sets up its

@@ -7,7 +7,14 @@ only): never pickle, never a class chosen by stored data.
 """
 
 from ._codec import Codec
-from ._errors import DecodeError, EncodeError, SchemaError, StoreError, VersionConflict
+from ._errors import (
+    BackendError,
+    DecodeError,
+    EncodeError,
+    SchemaError,
+    StoreError,
+    VersionConflict,
+)
 from ._memory import MemoryStore
 from ._protocols import (
     Append,
@@ -29,6 +36,7 @@ from ._typed import TypedKeyValue, TypedLog
 __all__ = [
     "SCHEMA_VERSION",
     "Append",
+    "BackendError",
     "BatchOp",
     "Checkpoint",
     "CheckpointStore",

@@ -7,6 +7,18 @@ class StoreError(Exception):
     """Base class of every error raised by :mod:`fsmflow.store`."""
 
 
+class BackendError(StoreError):
+    """The backend failed an operation (disk full, database locked, file corrupt,
+    connection lost). ``cause`` is the backend's own message, e.g. ``"database or disk is
+    full"``; the original exception is chained. Nothing of the failed write was applied.
+    """
+
+    def __init__(self, operation: str, cause: str) -> None:
+        self.operation = operation
+        self.cause = cause
+        super().__init__(f"{operation} failed: {cause}")
+
+
 class DecodeError(StoreError):
     """Stored bytes could not be decoded into the type the caller expected.
 

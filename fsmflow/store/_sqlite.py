@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from ._errors import SchemaError, StoreError, VersionConflict
+from ._errors import BackendError, SchemaError, StoreError, VersionConflict
 from ._protocols import Append, BatchOp, Checkpoint, Delete, LogEntry, Put, Remove, Versioned
 from ._single_ops import SingleOpWrites
 
@@ -108,7 +108,10 @@ class SqliteStore(SingleOpWrites):
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise StoreError(f"SqliteStore {self.path!r} is closed")
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except sqlite3.Error as exc:
+            raise BackendError(f"SqliteStore {self.path!r}: {fn.__name__}", str(exc)) from exc
 
     # -- key / value ------------------------------------------------------------------
 
