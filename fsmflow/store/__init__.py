@@ -1,9 +1,10 @@
 """Durable storage behind small protocols.
 
 Engines persist versioned key/value records, append-only logs and checkpoints through
-:class:`Store`; :class:`MemoryStore` serves tests, :class:`SqliteStore` is the embedded
-default. Values become bytes through :class:`Codec` (cattrs to JSON, registered types
-only): never pickle, never a class chosen by stored data.
+:class:`Store`, and own what they run through leases with fencing tokens (:class:`Lease`,
+:class:`Fence`, :class:`LeaseLost`); :class:`MemoryStore` serves tests,
+:class:`SqliteStore` is the embedded default. Values become bytes through :class:`Codec`
+(cattrs to JSON, registered types only): never pickle, never a class chosen by stored data.
 """
 
 from ._codec import Codec
@@ -11,6 +12,8 @@ from ._errors import (
     BackendError,
     DecodeError,
     EncodeError,
+    LeaseHeld,
+    LeaseLost,
     SchemaError,
     StoreError,
     VersionConflict,
@@ -22,10 +25,16 @@ from ._protocols import (
     Checkpoint,
     CheckpointStore,
     Delete,
+    DropLease,
+    Fence,
     KeyValueStore,
+    Lease,
+    LeaseStore,
     LogEntry,
     LogStore,
+    OfferLease,
     Put,
+    ReleaseLease,
     Remove,
     Store,
     Versioned,
@@ -43,13 +52,21 @@ __all__ = [
     "Codec",
     "DecodeError",
     "Delete",
+    "DropLease",
     "Durability",
     "EncodeError",
+    "Fence",
     "KeyValueStore",
+    "Lease",
+    "LeaseHeld",
+    "LeaseLost",
+    "LeaseStore",
     "LogEntry",
     "LogStore",
     "MemoryStore",
+    "OfferLease",
     "Put",
+    "ReleaseLease",
     "Remove",
     "SchemaError",
     "SqliteStore",

@@ -53,3 +53,43 @@ class VersionConflict(StoreError):
 
 class SchemaError(StoreError):
     """The database was written by a newer fsmflow (unknown schema version)."""
+
+
+class LeaseHeld(StoreError):
+    """Someone else holds an unexpired lease on the resource.
+
+    ``holder`` is its owner id and ``expires_in`` the seconds until its lease expires
+    (store clock): retry after that, or wait as a standby.
+    """
+
+    def __init__(self, resource: str, holder: str, expires_in: float) -> None:
+        self.resource = resource
+        self.holder = holder
+        self.expires_in = expires_in
+        super().__init__(
+            f"{resource} is held by {holder!r}; its lease expires in {expires_in:.1f}s "
+            "unless renewed"
+        )
+
+
+class LeaseLost(StoreError):
+    """A write or renewal was made with a token that is no longer the resource's: the
+    lease expired and another owner took the resource over (``current_owner``, with
+    ``current_token``), or it was released. Nothing was applied; stop working on the
+    resource — the new owner's state must not be overwritten."""
+
+    def __init__(
+        self, resource: str, token: int, current_owner: str | None, current_token: int | None
+    ) -> None:
+        self.resource = resource
+        self.token = token
+        self.current_owner = current_owner
+        self.current_token = current_token
+        now = (
+            "it has no lease any more"
+            if current_token is None
+            else f"it is now held by {current_owner!r} with token {current_token}"
+            if current_owner
+            else f"it was released (token {current_token})"
+        )
+        super().__init__(f"lease on {resource} with token {token} was lost: {now}")

@@ -7,8 +7,22 @@ from collections.abc import Callable, Sequence
 
 import anyio.lowlevel
 
+from . import _leases
 from ._errors import VersionConflict
-from ._protocols import Append, BatchOp, Checkpoint, Delete, LogEntry, Put, Versioned
+from ._protocols import (
+    Append,
+    BatchOp,
+    Checkpoint,
+    Delete,
+    DropLease,
+    Fence,
+    Lease,
+    LogEntry,
+    OfferLease,
+    Put,
+    ReleaseLease,
+    Versioned,
+)
 from ._single_ops import SingleOpWrites
 
 
@@ -16,11 +30,15 @@ class MemoryStore(SingleOpWrites):
     """Every :class:`Store` operation on plain dicts.
 
     Same semantics as :class:`SqliteStore` (versions, never-reused log seqs, atomic
-    batches), nothing survives the process. Each call is a checkpoint, so code tested
-    against it meets the same cancellation points as with a real backend.
+    batches, leases and fencing), nothing survives the process. Each call is a checkpoint,
+    so code tested against it meets the same cancellation points as with a real backend.
+    ``clock`` is the store's clock for lease expiry (default: :func:`time.time`); tests
+    may pass a fake one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._leases: dict[str, Lease] = {}
         self._kv: dict[tuple[str, str], Versioned] = {}
         self._logs: dict[str, dict[int, bytes]] = {}
         self._log_heads: dict[str, int] = {}
@@ -77,10 +95,52 @@ class MemoryStore(SingleOpWrites):
         await anyio.lowlevel.checkpoint()
         return len(self._checkpoints.pop(run_id, {}))
 
+    # -- leases -----------------------------------------------------------------------
+
+    async def clock(self) -> float:
+        await anyio.lowlevel.checkpoint()
+        return self._clock()
+
+    async def acquire_lease(self, resource: str, owner: str, ttl: float) -> Lease:
+        await anyio.lowlevel.checkpoint()
+        lease = _leases.acquired(self._leases.get(resource), resource, owner, ttl, self._clock())
+        self._leases[resource] = lease
+        return lease
+
+    async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        await anyio.lowlevel.checkpoint()
+        renewed = _leases.renewed(self._leases.get(lease.resource), lease, ttl, self._clock())
+        self._leases[lease.resource] = renewed
+        return renewed
+
+    async def get_lease(self, resource: str) -> Lease | None:
+        await anyio.lowlevel.checkpoint()
+        return self._leases.get(resource)
+
+    async def claim_leases(self, prefix: str, owner: str, ttl: float, *, limit: int) -> list[Lease]:
+        await anyio.lowlevel.checkpoint()
+        now = self._clock()
+        ready = sorted(
+            (row for name, row in self._leases.items() if name.startswith(prefix)),
+            key=lambda row: (row.expires_at, row.resource),
+        )
+        claimed = []
+        for row in ready[: max(0, limit)]:
+            if not _leases.claimable(row, now):
+                break
+            lease = _leases.acquired(row, row.resource, owner, ttl, now)
+            self._leases[row.resource] = lease
+            claimed.append(lease)
+        return claimed
+
     # -- batches ----------------------------------------------------------------------
 
-    async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
+    async def write_batch(
+        self, ops: Sequence[BatchOp], *, fence: Fence | None = None
+    ) -> list[int | bool | None]:
         await anyio.lowlevel.checkpoint()
+        if fence is not None:
+            _leases.check_fence(self._leases.get(fence.resource), fence)
         undo: list[Callable[[], None]] = []
         results: list[int | bool | None] = []
         try:
@@ -114,12 +174,43 @@ class MemoryStore(SingleOpWrites):
             self._logs.setdefault(op.log, {})[seq] = op.value
             undo.append(lambda: self._undo_append(op.log, seq, head))
             return seq
+        if isinstance(op, OfferLease | ReleaseLease | DropLease):
+            return self._apply_lease(op, undo)
         entries = self._logs.get(op.log, {})
         if op.seq not in entries:
             return False
         value = entries.pop(op.seq)
         undo.append(lambda: self._reinsert(op.log, op.seq, value))
         return True
+
+    def _apply_lease(
+        self, op: OfferLease | ReleaseLease | DropLease, undo: list[Callable[[], None]]
+    ) -> bool:
+        resource = op.resource
+        old = self._leases.get(resource)
+        new: Lease | None
+        if isinstance(op, OfferLease):
+            new = _leases.offered(old, resource, op.delay, self._clock())
+            if new is None:
+                return False
+        elif isinstance(op, ReleaseLease):
+            new = _leases.released(old, resource, op.token, op.delay, self._clock())
+        else:
+            if old is None:
+                return False
+            new = None
+        if new is None:
+            del self._leases[resource]
+        else:
+            self._leases[resource] = new
+        undo.append(lambda: self._restore_lease(resource, old))
+        return True
+
+    def _restore_lease(self, resource: str, old: Lease | None) -> None:
+        if old is None:
+            self._leases.pop(resource, None)
+        else:
+            self._leases[resource] = old
 
     def _restore(self, key: tuple[str, str], old: Versioned | None) -> None:
         if old is None:

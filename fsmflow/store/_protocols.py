@@ -1,11 +1,18 @@
 """What the engines persist, as small protocols.
 
-Three shapes cover every engine: versioned key/value records (a reactor's cache, a
-run's lease), append-only logs with O(1) removal of an entry (a durable queue), and
-checkpoints keyed by run and step. ``write_batch`` applies several operations in one
-atomic commit, so an engine can, say, drop a queue entry and save its new state together.
-The protocols speak bytes; :class:`~fsmflow.store.Codec` turns typed values into bytes.
-A backend for many workers (PostgreSQL) implements the same protocols.
+Three shapes cover every engine's data: versioned key/value records (a reactor's cache),
+append-only logs with O(1) removal of an entry (a durable queue), and checkpoints keyed by
+run and step. ``write_batch`` applies several operations in one atomic commit, so an
+engine can, say, drop a queue entry and save its new state together. The protocols speak
+bytes; :class:`~fsmflow.store.Codec` turns typed values into bytes.
+
+A fourth shape is ownership: a :class:`Lease` says which owner may write for a resource
+(a reactor's name, a graph run, a durable run) until when, with a fencing token that grows
+each time the resource changes hands. A write made under a lease passes its
+:class:`Fence` to ``write_batch``; the store checks the token in the same transaction and
+refuses the whole batch with :class:`~fsmflow.store.LeaseLost` when someone else has taken
+the resource over since. Expiry is measured on the store's own clock
+(:meth:`LeaseStore.clock`), never the caller's.
 """
 
 from __future__ import annotations
@@ -80,7 +87,72 @@ class Remove:
     seq: int
 
 
-BatchOp: TypeAlias = Put | Delete | Append | Remove
+@attrs.frozen(slots=True)
+class Lease:
+    """Ownership of ``resource`` by ``owner`` until ``expires_at`` (store clock, seconds).
+
+    ``token`` is the fencing token: it grows every time the resource changes hands and is
+    never reused for the resource. A lease whose ``owner`` is ``""`` is free: released, or
+    offered for claiming from ``expires_at`` on (:class:`OfferLease`).
+    """
+
+    resource: str
+    owner: str
+    token: int
+    expires_at: float
+
+    @property
+    def fence(self) -> Fence:
+        """What a write made under this lease passes to ``write_batch``."""
+        return Fence(self.resource, self.token)
+
+
+@attrs.frozen(slots=True)
+class Fence:
+    """A write's claim to ownership: the batch applies only while ``resource``'s token is
+    still ``token``; otherwise it fails whole with :class:`~fsmflow.store.LeaseLost`."""
+
+    resource: str
+    token: int
+
+
+@attrs.frozen(slots=True)
+class OfferLease:
+    """Batch operation: make ``resource`` claimable ``delay`` seconds from now (store clock).
+
+    Creates a free lease when the resource has none; moves a free lease's time earlier
+    when now + ``delay`` is earlier (a signal waking a sleeping run); leaves a lease that
+    an owner holds untouched. Returns whether anything changed. This is how work is handed
+    to whichever worker claims it first (:meth:`LeaseStore.claim_leases`), and how a
+    delayed start or a durable timer is stored.
+    """
+
+    resource: str
+    delay: float = 0.0
+
+
+@attrs.frozen(slots=True)
+class ReleaseLease:
+    """Batch operation: give up the lease on ``resource`` held with ``token`` and make the
+    resource claimable ``delay`` seconds from now (``math.inf``: never, until offered
+    again). Fails the whole batch with :class:`~fsmflow.store.LeaseLost` when the token is
+    no longer the resource's. The token is kept, so the next owner gets a larger one."""
+
+    resource: str
+    token: int
+    delay: float = 0.0
+
+
+@attrs.frozen(slots=True)
+class DropLease:
+    """Batch operation: forget ``resource``'s lease entirely (a finished run past its
+    retention). Its token history goes with it, so only drop resources whose name is never
+    used again. Returns whether there was one."""
+
+    resource: str
+
+
+BatchOp: TypeAlias = Put | Delete | Append | Remove | OfferLease | ReleaseLease | DropLease
 
 
 class KeyValueStore(Protocol):
@@ -131,13 +203,56 @@ class CheckpointStore(Protocol):
         """Remove every checkpoint of the run; returns how many there were."""
 
 
-class Store(KeyValueStore, LogStore, CheckpointStore, Protocol):
-    """A complete backend: key/value, logs, checkpoints and atomic batches."""
+class LeaseStore(Protocol):
+    async def clock(self) -> float:
+        """The store's clock now, in seconds: the clock every lease expiry is measured on."""
 
-    async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
+    async def acquire_lease(self, resource: str, owner: str, ttl: float) -> Lease:
+        """Take ``resource`` for ``owner`` for ``ttl`` seconds, if nobody holds it.
+
+        Succeeds when the resource has no lease, a free one, or one that has expired; the
+        new lease's token is larger than any the resource had. Raises
+        :class:`~fsmflow.store.LeaseHeld` (naming the holder and when its lease expires)
+        while another unexpired lease exists — also when ``owner`` itself holds it: an
+        owner id names one holder, so use a fresh one per process or run.
+        """
+
+    async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        """Extend ``lease`` to ``ttl`` seconds from now; raises
+        :class:`~fsmflow.store.LeaseLost` when its token is no longer the resource's.
+
+        A lease that expired but was not taken over renews: nobody else wrote meanwhile.
+        """
+
+    async def release_lease(self, lease: Lease) -> bool:
+        """Give ``lease`` up (the resource stays unclaimable until acquired or offered);
+        ``False`` when it was no longer ours (nothing changed)."""
+
+    async def get_lease(self, resource: str) -> Lease | None:
+        """The resource's lease as stored (free, held or expired), or ``None``."""
+
+    async def claim_leases(self, prefix: str, owner: str, ttl: float, *, limit: int) -> list[Lease]:
+        """Take up to ``limit`` claimable leases whose resource starts with ``prefix``:
+        free ones offered for now or earlier, and held ones that have expired, earliest
+        ``expires_at`` first. Each gets a new, larger token. Concurrent claimers (other
+        tasks, processes or machines) never take the same lease twice."""
+
+
+class Store(KeyValueStore, LogStore, CheckpointStore, LeaseStore, Protocol):
+    """A complete backend: key/value, logs, checkpoints, leases and atomic batches."""
+
+    async def write_batch(
+        self, ops: Sequence[BatchOp], *, fence: Fence | None = None
+    ) -> list[int | bool | None]:
         """Apply ``ops`` atomically, in order; returns per operation the new version
-        (``Put``), the new seq (``Append``) or whether something was removed
-        (``Delete`` / ``Remove``). On any error nothing is applied."""
+        (``Put``), the new seq (``Append``) or whether something changed (``Delete``,
+        ``Remove``, ``OfferLease``, ``ReleaseLease``, ``DropLease``). On any error nothing
+        is applied.
+
+        With ``fence``, the batch applies only if the fenced resource's token is still
+        the fence's, checked in the same transaction; otherwise it raises
+        :class:`~fsmflow.store.LeaseLost` and nothing is applied.
+        """
 
     async def aclose(self) -> None:
         """Release the backend's resources; the store is unusable afterwards."""

@@ -1,21 +1,25 @@
 """Single writes as one-operation batches, shared by every backend.
 
-A backend implements :meth:`write_batch` once; ``put``, ``delete``, ``append`` and
-``remove`` are that same atomic mechanism with one operation, so the single-write and
-batch paths can never disagree about versions, seqs or conflicts.
+A backend implements :meth:`write_batch` once; ``put``, ``delete``, ``append``,
+``remove`` and ``release_lease`` are that same atomic mechanism with one operation, so the
+single-write and batch paths can never disagree about versions, seqs, conflicts or tokens.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from ._protocols import Append, BatchOp, Delete, Put, Remove
+from ._errors import LeaseLost
+from ._protocols import Append, BatchOp, Delete, Fence, Lease, Put, ReleaseLease, Remove
 
 
 class SingleOpWrites(ABC):
     @abstractmethod
-    async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
+    async def write_batch(
+        self, ops: Sequence[BatchOp], *, fence: Fence | None = None
+    ) -> list[int | bool | None]:
         """Apply ``ops`` atomically, in order (see :class:`~fsmflow.store.Store`)."""
 
     async def put(
@@ -37,3 +41,10 @@ class SingleOpWrites(ABC):
     async def remove(self, log: str, seq: int) -> bool:
         (removed,) = await self.write_batch([Remove(log, seq)])
         return bool(removed)
+
+    async def release_lease(self, lease: Lease) -> bool:
+        try:
+            await self.write_batch([ReleaseLease(lease.resource, lease.token, math.inf)])
+        except LeaseLost:
+            return False
+        return True

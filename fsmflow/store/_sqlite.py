@@ -19,8 +19,23 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from . import _leases
 from ._errors import BackendError, SchemaError, StoreError, VersionConflict
-from ._protocols import Append, BatchOp, Checkpoint, Delete, LogEntry, Put, Remove, Versioned
+from ._protocols import (
+    Append,
+    BatchOp,
+    Checkpoint,
+    Delete,
+    DropLease,
+    Fence,
+    Lease,
+    LogEntry,
+    OfferLease,
+    Put,
+    ReleaseLease,
+    Remove,
+    Versioned,
+)
 from ._single_ops import SingleOpWrites
 
 T = TypeVar("T")
@@ -52,6 +67,14 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE TABLE checkpoints (run_id TEXT NOT NULL, step INTEGER NOT NULL,"
             " value BLOB NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (run_id, step))"
             " WITHOUT ROWID",
+        ),
+    ),
+    (
+        2,
+        (
+            "CREATE TABLE leases (resource TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+            " token INTEGER NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID",
+            "CREATE INDEX leases_by_expiry ON leases (expires_at)",
         ),
     ),
 )
@@ -186,10 +209,30 @@ class SqliteStore(SingleOpWrites):
             _execute_in_transaction, self._db, "DELETE FROM checkpoints WHERE run_id=?", (run_id,)
         )
 
+    # -- leases -----------------------------------------------------------------------
+
+    async def clock(self) -> float:
+        """The machine's wall clock, which every process on this file shares."""
+        return time.time()
+
+    async def acquire_lease(self, resource: str, owner: str, ttl: float) -> Lease:
+        return await self._run(_acquire_lease, self._db, resource, owner, ttl)
+
+    async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        return await self._run(_renew_lease, self._db, lease, ttl)
+
+    async def get_lease(self, resource: str) -> Lease | None:
+        return await self._run(_lease_row, self._db, resource)
+
+    async def claim_leases(self, prefix: str, owner: str, ttl: float, *, limit: int) -> list[Lease]:
+        return await self._run(_claim_leases, self._db, prefix, owner, ttl, limit)
+
     # -- batches ----------------------------------------------------------------------
 
-    async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
-        return await self._run(_write_batch, self._db, list(ops))
+    async def write_batch(
+        self, ops: Sequence[BatchOp], *, fence: Fence | None = None
+    ) -> list[int | bool | None]:
+        return await self._run(_write_batch, self._db, list(ops), fence)
 
 
 # The functions below run in the worker thread.
@@ -204,27 +247,86 @@ def _fetchall(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list
 
 
 def _execute_in_transaction(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    return _in_write_transaction(db, lambda: db.execute(sql, params).rowcount)
+
+
+def _in_write_transaction(db: sqlite3.Connection, body: Callable[[], T]) -> T:
+    """``body()`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if it raises."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        count = db.execute(sql, params).rowcount
+        result = body()
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
-    return count
+    return result
 
 
-def _write_batch(db: sqlite3.Connection, ops: list[BatchOp]) -> list[int | bool | None]:
-    results: list[int | bool | None] = []
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for op in ops:
-            results.append(_apply(db, op))
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    return results
+def _lease_row(db: sqlite3.Connection, resource: str) -> Lease | None:
+    row = db.execute(
+        "SELECT owner, token, expires_at FROM leases WHERE resource=?", (resource,)
+    ).fetchone()
+    return None if row is None else Lease(resource, row[0], row[1], row[2])
+
+
+def _save_lease(db: sqlite3.Connection, lease: Lease) -> None:
+    db.execute(
+        "INSERT INTO leases (resource, owner, token, expires_at) VALUES (?,?,?,?)"
+        " ON CONFLICT (resource) DO UPDATE SET owner=excluded.owner, token=excluded.token,"
+        " expires_at=excluded.expires_at",
+        (lease.resource, lease.owner, lease.token, lease.expires_at),
+    )
+
+
+def _acquire_lease(db: sqlite3.Connection, resource: str, owner: str, ttl: float) -> Lease:
+    def body() -> Lease:
+        lease = _leases.acquired(_lease_row(db, resource), resource, owner, ttl, time.time())
+        _save_lease(db, lease)
+        return lease
+
+    return _in_write_transaction(db, body)
+
+
+def _renew_lease(db: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
+    def body() -> Lease:
+        renewed = _leases.renewed(_lease_row(db, lease.resource), lease, ttl, time.time())
+        _save_lease(db, renewed)
+        return renewed
+
+    return _in_write_transaction(db, body)
+
+
+def _claim_leases(
+    db: sqlite3.Connection, prefix: str, owner: str, ttl: float, limit: int
+) -> list[Lease]:
+    def body() -> list[Lease]:
+        now = time.time()
+        rows = db.execute(
+            "SELECT resource, owner, token, expires_at FROM leases"
+            " WHERE resource >= ? AND resource < ? AND expires_at <= ?"
+            " ORDER BY expires_at, resource LIMIT ?",
+            (prefix, prefix + "\U0010ffff", now, max(0, limit)),
+        ).fetchall()
+        claimed = []
+        for resource, row_owner, token, expires_at in rows:
+            row = Lease(resource, row_owner, token, expires_at)
+            lease = _leases.acquired(row, resource, owner, ttl, now)
+            _save_lease(db, lease)
+            claimed.append(lease)
+        return claimed
+
+    return _in_write_transaction(db, body)
+
+
+def _write_batch(
+    db: sqlite3.Connection, ops: list[BatchOp], fence: Fence | None
+) -> list[int | bool | None]:
+    def body() -> list[int | bool | None]:
+        if fence is not None:
+            _leases.check_fence(_lease_row(db, fence.resource), fence)
+        return [_apply(db, op) for op in ops]
+
+    return _in_write_transaction(db, body)
 
 
 def _apply(db: sqlite3.Connection, op: BatchOp) -> int | bool:
@@ -253,9 +355,24 @@ def _apply(db: sqlite3.Connection, op: BatchOp) -> int | bool:
         ).fetchone()
         db.execute("INSERT INTO log (log, seq, value) VALUES (?,?,?)", (op.log, seq, op.value))
         return int(seq)
-    assert isinstance(op, Remove)
-    cursor = db.execute("DELETE FROM log WHERE log=? AND seq=?", (op.log, op.seq))
-    return cursor.rowcount > 0
+    if isinstance(op, Remove):
+        cursor = db.execute("DELETE FROM log WHERE log=? AND seq=?", (op.log, op.seq))
+        return cursor.rowcount > 0
+    return _apply_lease(db, op)
+
+
+def _apply_lease(db: sqlite3.Connection, op: OfferLease | ReleaseLease | DropLease) -> bool:
+    if isinstance(op, DropLease):
+        return db.execute("DELETE FROM leases WHERE resource=?", (op.resource,)).rowcount > 0
+    row = _lease_row(db, op.resource)
+    if isinstance(op, OfferLease):
+        offered = _leases.offered(row, op.resource, op.delay, time.time())
+        if offered is None:
+            return False
+        _save_lease(db, offered)
+        return True
+    _save_lease(db, _leases.released(row, op.resource, op.token, op.delay, time.time()))
+    return True
 
 
 def _migrate(db: sqlite3.Connection, location: str) -> None:

@@ -25,7 +25,7 @@ from fsmflow.reactor import (
     start_reactor,
 )
 from fsmflow.reactor._fsm import derive_health
-from fsmflow.store import BatchOp, MemoryStore, StoreError
+from fsmflow.store import BatchOp, Fence, MemoryStore, StoreError
 from fsmflow.supervisor import ExitKind
 
 from ._support import NUMBERS, Recorder, is_live, settle, until
@@ -106,10 +106,12 @@ class BrokenStore(MemoryStore):
         super().__init__()
         self.broken = False
 
-    async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
+    async def write_batch(
+        self, ops: Sequence[BatchOp], *, fence: Fence | None = None
+    ) -> list[int | bool | None]:
         if self.broken:
             raise StoreError("disk full")
-        return await super().write_batch(ops)
+        return await super().write_batch(ops, fence=fence)
 
 
 async def test_store_failures_are_retried_with_backoff(autojump_clock: MockClock) -> None:

@@ -21,6 +21,7 @@ from fsmflow.store import (
     BatchOp,
     DecodeError,
     Durability,
+    Fence,
     MemoryStore,
     SqliteStore,
     Store,
@@ -225,10 +226,12 @@ class FailingStore(MemoryStore):
 
     broken = False
 
-    async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
+    async def write_batch(
+        self, ops: Sequence[BatchOp], *, fence: Fence | None = None
+    ) -> list[int | bool | None]:
         if self.broken:
             raise StoreError("read-only file system")
-        return await super().write_batch(ops)
+        return await super().write_batch(ops, fence=fence)
 
 
 async def test_a_failed_last_save_is_recorded_and_the_reactor_still_stops() -> None:

@@ -25,7 +25,7 @@ from fsmflow.reactor import (
     Shutdown,
     start_reactor,
 )
-from fsmflow.store import Append, BatchOp, MemoryStore, Put, Remove, Store
+from fsmflow.store import Append, BatchOp, Fence, MemoryStore, Put, Remove, Store
 from fsmflow.supervisor import ExitKind
 
 from ._support import LIMITS, NUMBERS, PRICES, Limit, Price, Recorder, is_live, settle, stop, until
@@ -40,9 +40,11 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.batches: list[list[BatchOp]] = []
 
-    async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
+    async def write_batch(
+        self, ops: Sequence[BatchOp], *, fence: Fence | None = None
+    ) -> list[int | bool | None]:
         self.batches.append(list(ops))
-        return await super().write_batch(ops)
+        return await super().write_batch(ops, fence=fence)
 
 
 def numbers_reactor(graph: Recorder, store: Store | None = None, **kw: Any) -> Reactor[int]:
