@@ -240,7 +240,7 @@ def test_targets_that_name_a_spec(
     status, out, err = run(capsys, "diagram", f"cli_targets:{attr}")
     assert (status, err) == (0, "")
     assert out.startswith('---\ntitle: "light"\n---\nstateDiagram-v2\n')
-    assert "  OFF --> ON : FLIP\n" in out
+    assert "  OFF --> ON: FLIP\n" in out
     assert LIGHT_MERMAID_ACTIVE not in out
 
 
@@ -265,14 +265,14 @@ def test_a_supervisor_instance_draws_its_machine(
 ) -> None:
     status, out, _ = run(capsys, "diagram", "cli_targets:SUPERVISOR")
     assert status == 0
-    assert "  OFF --> ON : FLIP\n" in out
+    assert "  OFF --> ON: FLIP\n" in out
 
 
 def test_real_engines_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     # A supervisor class, the tree class (its own FSM), the DAG executor's FSM, a DAG.
     for reference, expected in [
         ("examples.connection_manager:ConnectionManager", 'title: "connection manager"'),
-        ("fsmflow.supervisor:SupervisionTree", "Restarting --> Running : RestartDue"),
+        ("fsmflow.supervisor:SupervisionTree", "Restarting --> Running: RestartDue"),
         ("fsmflow.dag:DagExecution", "stateDiagram-v2"),
         ("examples.document_pipeline:build_pipeline", "parse --> word_stats"),
     ]:

@@ -112,20 +112,20 @@ stateDiagram-v2
   direction LR
   state "CLOSED" as CLOSED
   state "OPEN" as OPEN
-  OPEN : entry / creak
-  OPEN : exit / slam
+  OPEN: entry / creak
+  OPEN: exit / slam
   state "LOCKED" as LOCKED
   state "BROKEN" as BROKEN
   state "any state" as _any_state
   [*] --> CLOSED
-  CLOSED --> OPEN : OPEN
-  CLOSED --> LOCKED : LOCK
-  CLOSED --> BROKEN : KICK
-  OPEN --> CLOSED : CLOSE
-  OPEN --> BROKEN : KICK
-  LOCKED --> CLOSED : after 5s
-  LOCKED --> BROKEN : KICK
-  BROKEN --> _any_state : KICK
+  CLOSED --> OPEN: OPEN
+  CLOSED --> LOCKED: LOCK
+  CLOSED --> BROKEN: KICK
+  OPEN --> CLOSED: CLOSE
+  OPEN --> BROKEN: KICK
+  LOCKED --> CLOSED: after 5s
+  LOCKED --> BROKEN: KICK
+  BROKEN --> _any_state: KICK
   classDef anyState fill:none,stroke:#888,stroke-dasharray:5 5,color:#888
   class _any_state anyState
 """
@@ -248,9 +248,9 @@ _MERMAID_STATEMENT = re.compile(
     r"|  direction (?:LR|TB)"
     r"|  classDef (?:current|anyState) [\w:,.# -]+"
     r'|  state "[^"\n]*" as [A-Za-z_]\w*'
-    rf"|  [A-Za-z_]\w* : (?:entry|exit) / {_LABEL}"
+    rf"|  [A-Za-z_]\w*: (?:entry|exit) / {_LABEL}"
     r"|  class [A-Za-z_]\w* (?:current|anyState)"
-    rf"|  [A-Za-z_]\w* --> [A-Za-z_]\w* : {_LABEL}"
+    rf"|  [A-Za-z_]\w* --> [A-Za-z_]\w*: {_LABEL}"
     r"|  \[\*\] --> [A-Za-z_]\w*"
     r"|  [A-Za-z_]\w* --> \[\*\]"
 )
@@ -286,7 +286,7 @@ def test_mermaid_statements_are_all_well_formed() -> None:
 def test_hooks_are_lines_under_the_state_name() -> None:
     lines = to_mermaid(door_spec()).splitlines()
     at = lines.index('  state "OPEN" as OPEN')
-    assert lines[at + 1 : at + 3] == ["  OPEN : entry / creak", "  OPEN : exit / slam"]
+    assert lines[at + 1 : at + 3] == ["  OPEN: entry / creak", "  OPEN: exit / slam"]
 
 
 def test_final_states_lead_to_the_end_marker() -> None:
@@ -314,10 +314,10 @@ def test_small_machines_go_left_to_right_larger_ones_top_down() -> None:
 def test_wildcard_is_drawn_from_every_state_without_its_own_handler() -> None:
     kick_edges = [e for e in edges(to_mermaid(door_spec())) if e.endswith(": KICK")]
     assert kick_edges == [
-        "CLOSED --> BROKEN : KICK",
-        "OPEN --> BROKEN : KICK",
-        "LOCKED --> BROKEN : KICK",
-        "BROKEN --> _any_state : KICK",
+        "CLOSED --> BROKEN: KICK",
+        "OPEN --> BROKEN: KICK",
+        "LOCKED --> BROKEN: KICK",
+        "BROKEN --> _any_state: KICK",
     ]
 
 
@@ -346,15 +346,15 @@ def test_mermaid_of_an_attrs_union_spec() -> None:
         'state "Failed" as Failed',
         'state "any state" as _any_state',
     ]
-    assert "  Failed : entry / alert" in mermaid.splitlines()
+    assert "  Failed: entry / alert" in mermaid.splitlines()
     assert edges(mermaid) == [
         "[*] --> Idle",
-        "Idle --> Running : Start",
-        "Idle --> Failed : Crash",
-        "Running --> Failed : Crash, after 0.5s",
-        "Running --> Idle : after 0.5s, unhandled",
-        "Failed --> _any_state : Start",
-        "Failed --> Failed : Crash",
+        "Idle --> Running: Start",
+        "Idle --> Failed: Crash",
+        "Running --> Failed: Crash, after 0.5s",
+        "Running --> Idle: after 0.5s, unhandled",
+        "Failed --> _any_state: Start",
+        "Failed --> Failed: Crash",
     ]
     assert_mermaid_statements(mermaid)
 
@@ -362,7 +362,7 @@ def test_mermaid_of_an_attrs_union_spec() -> None:
 def test_unhandled_is_drawn_only_where_some_event_reaches_it() -> None:
     unhandled = [e for e in edges(to_mermaid(job_spec())) if UNHANDLED_LABEL in e]
     # Idle and Failed handle Start and (by the wildcard) Crash; Running leaves Start to it.
-    assert unhandled == ["Running --> Idle : after 0.5s, unhandled"]
+    assert unhandled == ["Running --> Idle: after 0.5s, unhandled"]
 
 
 def test_title_defaults_to_the_spec_name_and_can_be_overridden() -> None:
@@ -403,11 +403,11 @@ def test_awkward_names_are_escaped_for_mermaid() -> None:
     assert 'state "a#58;b#59;c#35;d#37;e" as s_a_b_c_d_e' in mermaid
     assert 'state "node" as s_node' in mermaid
     assert 'state "#60;b#62;" as s__b_' in mermaid
-    assert "s__b_ : entry / hook #34;q#34; #60;locals#62;" in mermaid
+    assert "s__b_: entry / hook #34;q#34; #60;locals#62;" in mermaid
     assert 'state "ÄRGER" as s__RGER' in mermaid
     assert 'state "x#92;y" as s_x_y' in mermaid
-    assert "s_state --> s_with_space : go#59;now" in mermaid
-    assert "s_state --> _any_state : #60;x#62;" in mermaid
+    assert "s_state --> s_with_space: go#59;now" in mermaid
+    assert "s_state --> _any_state: #60;x#62;" in mermaid
 
 
 # -- DOT ------------------------------------------------------------------------------------

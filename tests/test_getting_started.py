@@ -86,6 +86,6 @@ def test_the_page_draws_with_the_command_it_shows(capsys: pytest.CaptureFixture[
     assert drawing == ["fsmflow diagram examples.turnstile_supervisor:Turnstile"]
     assert cli.main(drawing[0].split()[1:]) == 0
     out = capsys.readouterr().out
-    assert "UNLOCKED --> LOCKED : PUSH, JAMMED, after 10s" in out
+    assert "UNLOCKED --> LOCKED: PUSH, JAMMED, after 10s" in out
     assert "CLOSED --> [*]" in out
     assert "fsmflow --version" in commands

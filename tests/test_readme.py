@@ -74,7 +74,7 @@ def test_importing_or_drawing_it_does_not_run_it(
     assert cli.main(["diagram", "readme_example:Fetcher"]) == 0
     out = capsys.readouterr().out
     assert "stateDiagram-v2" in out
-    assert "FETCHING --> RETRYING : ERROR" in out
+    assert "FETCHING --> RETRYING: ERROR" in out
     assert printed_in_readme() not in out
 
 

@@ -147,8 +147,12 @@ def _fence_literal_blocks(text: str) -> str:
         while block and not block[-1].strip():
             block.pop()
         margin = min(_indent(b) for b in block if b.strip())
-        out += ["", "```python", *(b[margin:] for b in block), "```", ""]
+        if out and out[-1].strip():
+            out.append("")
+        out += ["```python", *(b[margin:] for b in block), "```", ""]
         index = end
+        while index < len(lines) and not lines[index].strip():
+            index += 1
     return "\n".join(out)
 
 

@@ -52,15 +52,15 @@ def state_diagram(diagram: Diagram) -> str:
     ]
     for node in diagram.nodes:
         out.append(f'  state "{text(node.name)}" as {node.id}')
-        out += [f"  {node.id} : entry / {text(hook)}" for hook in node.entry_hooks]
-        out += [f"  {node.id} : exit / {text(hook)}" for hook in node.exit_hooks]
+        out += [f"  {node.id}: entry / {text(hook)}" for hook in node.entry_hooks]
+        out += [f"  {node.id}: exit / {text(hook)}" for hook in node.exit_hooks]
     if diagram.has_any_state:
         out.append(f'  state "{ANY_STATE_LABEL}" as {ANY_STATE_ID}')
     out.append(f"  [*] --> {diagram.initial}")
     for edge in diagram.edges:
         # One line; Mermaid wraps a long one at its spaces.
         label = ", ".join(text(label) for label in edge.labels)
-        out.append(f"  {edge.source} --> {edge.target} : {label}")
+        out.append(f"  {edge.source} --> {edge.target}: {label}")
     out += [f"  {final} --> [*]" for final in diagram.finals]
     if diagram.active is not None:
         out.append(f"  classDef {CURRENT_CLASS} {_CURRENT_STYLE}")

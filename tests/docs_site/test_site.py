@@ -154,3 +154,17 @@ def test_every_page_renders_its_diagrams_offline(
                 page.screenshot(shot, selector="div.mermaid", index=index)
     assert not problems, json.dumps(problems, indent=2)
     assert rendered >= 10
+
+
+def test_snippets_were_included(site_dir: Path) -> None:
+    # A snippet line that was not replaced by its file shows as text; the getting
+    # started page carries the whole example program.
+    leftovers = [
+        p
+        for p in site_pages(site_dir)
+        if "--8&lt;--" in (text := (site_dir / p).read_text("utf-8")) or "--8<--" in text
+    ]
+    assert not leftovers
+    page = (site_dir / "getting-started/index.html").read_text("utf-8")
+    for shown in ("Turnstile", "initial_context", "test_a_coin_lets_one_person_through"):
+        assert shown in page
