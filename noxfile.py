@@ -1,5 +1,6 @@
-"""Development sessions: ``nox`` runs lint, typecheck and tests; ``nox -s docs`` and
-``nox -s bench`` build the site and run the benchmarks."""
+"""Development sessions: ``nox`` runs lint, typecheck and tests; ``nox -s docs`` builds
+the site, ``nox -s site`` tests the built site in headless Chromium, and ``nox -s bench``
+runs the benchmarks."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run(
         "pytest",
+        # The built site's tests need the docs toolchain and a browser: `nox -s site`.
+        "--ignore=tests/docs_site",
         "--cov=fsmflow",
         "--cov-report=term-missing:skip-covered",
         "--cov-fail-under=90",
@@ -39,10 +42,21 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Regenerate the diagrams from the examples, then build the site with --strict."""
+    """Fetch the pinned Mermaid the site ships (npm), regenerate the diagrams from the
+    examples, then build the site with --strict."""
     session.install("-e", ".[docs]")
+    session.run("python", "tools/docs_mermaid.py")
     session.run("python", "-m", "fsmflow.diagrams._docs", "docs/diagrams")
     session.run("mkdocs", "build", "--strict")
+
+
+@nox.session
+def site(session: nox.Session) -> None:
+    """Build the site and load every page in headless Chromium (Debian's ``chromium``)
+    with the network off: every diagram must render, every label read as written."""
+    session.install("-e", ".[docs,test]")
+    session.run("python", "tools/docs_mermaid.py")
+    session.run("pytest", "tests/docs_site", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

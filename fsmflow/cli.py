@@ -16,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from . import __version__
 from .diagrams._cli import register as register_diagram
 from .graph._cli import register as register_runs
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fsmflow", description="Typed finite-state-machine supervisors: tools."
     )
+    parser.add_argument("--version", action="version", version=f"fsmflow {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in COMMANDS:
         register(commands)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +88,19 @@ def test_source_fragments_must_be_text(tmp_path: Path) -> None:
 
     with pytest.raises(TypeError, match="not Mermaid source text"):
         expected_files({}, {"bad": "examples.turnstile:turnstile_spec"})
+
+
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None and os.environ.get("CI") != "true",
+    reason="Graphviz's dot is not installed (the page's first example renders SVG)",
+)
+
+
+@needs_dot
+def test_the_python_on_the_diagrams_page_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    page = (ROOT / "docs" / "drawing-diagrams.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "drawing-diagrams.md", "exec"), {"__name__": "docs_page"})
+    assert 'ask -.->|"approved"| done' in capsys.readouterr().out

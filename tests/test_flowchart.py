@@ -114,3 +114,24 @@ def test_cli_draws_a_dag(capsys: pytest.CaptureFixture[str]) -> None:
     assert "parse --> word_stats" in out
     assert main(["diagram", "examples.document_pipeline:build_pipeline", "-f", "dot"]) == 0
     assert "digraph" in capsys.readouterr().out
+
+
+def test_dashed_and_dotted_edges_differ_in_mermaid() -> None:
+    text = flowchart_to_mermaid(_chart())
+    # Edge 1 is dashed (conditional): longer dashes than Mermaid's dotted arrow.
+    assert "    linkStyle 1 stroke-dasharray:8 5\n" in text
+    assert text.count("linkStyle") == 1
+
+
+def test_highlight_classes_set_a_dark_text_colour() -> None:
+    # Light fills keep dark text even on a dark page theme.
+    text = flowchart_to_mermaid(_chart())
+    assert "classDef current fill:#fff3c4,stroke:#c77c00,stroke-width:3px,color:#000" in text
+
+
+def test_a_chart_is_drawable_itself() -> None:
+    chart = _chart()
+    assert isinstance(chart, SupportsFlowchart)
+    assert chart.flowchart() is chart
+    assert to_mermaid(chart) == flowchart_to_mermaid(chart)
+    assert resolve_target(chart, "mod:CHART") is chart

@@ -1,19 +1,21 @@
-"""State diagrams of FSM specs: Mermaid and DOT source, and rendered images.
+"""Diagrams of every engine: Mermaid and DOT source, and rendered images.
 
 :func:`to_mermaid` and :func:`to_dot` turn an :class:`~fsmflow.fsm.FsmSpec` (or a running
-:class:`~fsmflow.fsm.StateMachine`, whose current state is highlighted) into source text,
-drawn through transitions' diagram extension; neither needs Graphviz installed. :func:`render`
-also produces SVG, PNG and the other Graphviz formats by running Graphviz's ``dot``.
+:class:`~fsmflow.fsm.StateMachine`, whose current state is highlighted) into a state
+diagram; neither needs Graphviz installed. :func:`render` also produces SVG, PNG and the
+other Graphviz formats by running Graphviz's ``dot``.
 
-What a diagram shows: every declared state (entry and exit hooks listed by name), the
-initial marker on the spec's initial variant, one edge per declared target labelled with
-the event (``after 5s`` for a timeout, ``unhandled`` for the unhandled handler), wildcard
-handlers from every state where they apply, and an "any state" node for handlers that
-declared no ``to=``. Output is deterministic, so generated docs can be checked in.
+What a state diagram shows: every declared state, its entry and exit hooks as lines under
+its name (``entry / send_reminder``), the initial marker on the spec's initial variant, an
+edge to the end marker from every final state (one no edge leaves), one edge per declared
+target labelled with the event (``after 5s`` for a timeout, ``unhandled`` for the
+unhandled handler), wildcard handlers from every state where they apply, and an "any
+state" node for handlers that declared no ``to=``. Output is deterministic, so generated
+docs can be checked in, and no label ever carries a literal ``\\n``.
 
 Engines that are not a bare state machine (the graph executor, the DAG executor,
 supervision trees) describe themselves as a :class:`Flowchart` through
-:class:`SupportsFlowchart`; the same functions draw them as Mermaid ``flowchart`` or DOT.
+:class:`SupportsFlowchart`; the same functions draw them as a Mermaid ``flowchart`` or DOT.
 
 The ``fsmflow diagram MODULE:ATTR`` command and ``python -m fsmflow.diagrams._docs`` (which
 regenerates the docs' diagrams) find what to draw with :func:`load_target`.

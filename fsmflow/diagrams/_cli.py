@@ -1,8 +1,8 @@
 """``fsmflow diagram MODULE:ATTR [--format mermaid|dot|svg] [-o FILE] [--title TITLE]``.
 
-Exit status: 0 on success; 2 (with usage) when ``MODULE:ATTR`` does not lead to a spec or
-machine; 1 when the diagram could not be made (the spec failed to build, ``dot`` is
-missing for svg, the output file could not be written).
+Exit status: 0 on success; 2 (with usage) when ``MODULE:ATTR`` does not lead to anything
+drawable (see :mod:`._targets`); 1 when the diagram could not be made (the spec failed to
+build, ``dot`` is missing for svg, the output file could not be written).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add the ``diagram`` subcommand to the ``fsmflow`` parser."""
     parser = commands.add_parser(
         "diagram",
-        help="draw a state machine as Mermaid, DOT or SVG",
+        help="draw a state machine, supervisor, graph, DAG or tree as Mermaid, DOT or SVG",
         description=(
-            "Draw the state machine that MODULE:ATTR names: an FsmSpec, a StateMachine, a "
-            "zero-argument callable returning an FsmSpec, or a class with an fsm_spec "
-            "attribute (such as a supervisor). MODULE is imported with the current "
-            "directory on sys.path. Mermaid and DOT need nothing else; svg needs "
-            "Graphviz's dot."
+            "Draw what MODULE:ATTR names: an FsmSpec or a StateMachine; a supervisor class "
+            "(or any object with an fsm_spec attribute); a graph, a DAG, a supervision tree "
+            "or anything else with a flowchart() method; or a zero-argument callable "
+            "returning one of these. MODULE is imported with the current directory on "
+            "sys.path. Mermaid and DOT need nothing else; svg needs Graphviz's dot."
         ),
     )
     parser.add_argument(
@@ -46,7 +46,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "-o", "--output", metavar="FILE", type=Path, help="write to FILE instead of stdout"
     )
-    parser.add_argument("--title", help="diagram title (default: the spec's name)")
+    parser.add_argument("--title", help="diagram title (default: the spec's or graph's name)")
     parser.set_defaults(handler=functools.partial(_run, parser))
 
 

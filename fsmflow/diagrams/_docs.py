@@ -27,6 +27,7 @@ from ._targets import load_target
 DOC_DIAGRAMS: Mapping[str, str] = {
     "turnstile": "examples.turnstile:turnstile_spec",
     "order_lifecycle": "examples.order_lifecycle:order_spec",
+    "turnstile_supervisor": "examples.turnstile_supervisor:Turnstile",
     "connection_manager": "examples.connection_manager:ConnectionManager",
     "pipeline_stage": "examples.pipeline_stage:PipelineStage",
     "supervision_tree": "fsmflow.supervisor:SupervisionTree",

@@ -1,18 +1,15 @@
-"""Mermaid, DOT and rendered images of a spec, drawn by transitions' diagram extension.
+"""Mermaid, DOT and rendered images of a spec, a machine or a flowchart.
 
-:func:`describe` decides what to show; this module hands it to
-``transitions.extensions.diagrams.GraphMachine`` (a throwaway machine on a throwaway model,
-never triggered) and takes the source text it produces. The ``mermaid`` engine needs no
-Graphviz at all; the ``graphviz`` engine only builds DOT text with the ``graphviz``
-package, and only :func:`render` runs Graphviz's ``dot``.
+:func:`describe` decides what a state diagram shows. Mermaid source is written by
+:mod:`._state_mermaid`; DOT is drawn by ``transitions.extensions.diagrams.GraphMachine`` (a
+throwaway machine on a throwaway model, never triggered), which only builds DOT text with
+the ``graphviz`` package. Only :func:`render` runs Graphviz's ``dot``.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import graphviz
@@ -20,7 +17,16 @@ from transitions.core import State
 from transitions.extensions.diagrams import GraphMachine
 
 from ._flowchart import Flowchart, SupportsFlowchart, flowchart_to_dot, flowchart_to_mermaid
-from ._model import ANY_STATE_ID, ANY_STATE_LABEL, INITIAL_ID, Diagram, DiagramSubject, describe
+from ._model import (
+    ANY_STATE_ID,
+    ANY_STATE_LABEL,
+    FINAL_ID,
+    INITIAL_ID,
+    Diagram,
+    DiagramSubject,
+    describe,
+)
+from ._state_mermaid import state_diagram
 
 if TYPE_CHECKING:
     from transitions.extensions.diagrams_base import GraphProtocol
@@ -30,20 +36,7 @@ _Styles = dict[str, str | dict[str, str | dict[str, Any]]]
 _TRANSITIONS_NODE_STYLES = cast(dict[str, dict[str, str]], GraphMachine.style_attributes["node"])
 
 # Node styles by name: transitions' own "default" and "active" (the current state of a
-# machine), plus "pseudo" for the "any state" node. Mermaid turns each into a classDef
-# (it drops Graphviz-only keys such as shape); Graphviz uses them as node attributes.
-_MERMAID_STYLES: _Styles = {
-    "node": {
-        "default": dict(_TRANSITIONS_NODE_STYLES["default"]),
-        "active": dict(_TRANSITIONS_NODE_STYLES["active"]),
-        "pseudo": {
-            "fillcolor": "white",
-            "color": "dimgray",
-            "stroke": "dimgray",
-            "stroke-dasharray": "5 5",
-        },
-    },
-}
+# machine), plus "pseudo" for the "any state" node; Graphviz uses them as node attributes.
 _GRAPHVIZ_STYLES: _Styles = {
     "node": {
         "default": dict(_TRANSITIONS_NODE_STYLES["default"]),
@@ -61,13 +54,6 @@ _GRAPHVIZ_STYLES: _Styles = {
     "graph": {"default": {"color": "black", "fillcolor": "white", "style": "solid"}},
 }
 
-# Characters that end or split a Mermaid statement, start a comment or would be read as
-# HTML, written as Mermaid entity codes (``#60;`` renders as ``<``).
-_MERMAID_ESCAPES = {ord(c): f"#{ord(c)};" for c in '"#%:;<>[]{}\\'} | {
-    ord("\n"): " ",
-    ord("\r"): " ",
-    ord("\t"): " ",
-}
 # Backslashes start DOT escapes and a label in <...> would be an HTML label; Graphviz
 # decodes these entities in ordinary labels. Graphviz's quoting handles double quotes.
 _DOT_ESCAPES = {
@@ -108,27 +94,15 @@ def to_mermaid(subject: DiagramSubject | SupportsFlowchart, *, title: str | None
     newline.
 
     A spec or machine gives a ``stateDiagram-v2``: ``title`` (default: the spec's name)
-    goes into the front matter, and for a :class:`StateMachine` the current state has the
-    ``s_active`` class; a bare spec highlights nothing. An object implementing
+    goes into the front matter, a state's entry and exit hooks are lines under its name,
+    final states lead to the end marker, and for a :class:`StateMachine` the current state
+    has the ``current`` class; a bare spec highlights nothing. An object implementing
     :class:`SupportsFlowchart` (a graph, a DAG, a tree) gives a ``flowchart``. The same
     subject always gives the same text.
     """
     if isinstance(subject, SupportsFlowchart):
         return flowchart_to_mermaid(_flowchart(subject, title))
-    diagram = describe(subject, title)
-    graph = _draw(diagram, "mermaid", _MERMAID_STYLES, _mermaid_text)
-    # transitions starts with "---", the bare (one-line) title, "---"; Mermaid's front
-    # matter is YAML, so write "title: ..." instead. It also writes "Class X s_style", which
-    # Mermaid's case-insensitive lexer accepts; write the documented "class".
-    body = cast(_HasSource, graph).source.split("\n", 3)[3]
-    body = re.sub(r"^( *)Class ", r"\1class ", body, flags=re.MULTILINE)
-    lines = [
-        "---",
-        f"title: {json.dumps(diagram.title, ensure_ascii=False)}",
-        "---",
-        *(line.rstrip() for line in body.splitlines()),
-    ]
-    return "\n".join(lines) + "\n"
+    return state_diagram(describe(subject, title))
 
 
 def to_dot(subject: DiagramSubject | SupportsFlowchart, *, title: str | None = None) -> str:
@@ -136,8 +110,9 @@ def to_dot(subject: DiagramSubject | SupportsFlowchart, *, title: str | None = N
     installation needed).
 
     The title (default: the spec's name) names the graph and labels it; the initial marker
-    is a point node with an edge to the initial state; a :class:`StateMachine`'s current
-    state has transitions' "active" style. The same subject always gives the same text.
+    is a point node with an edge to the initial state, and final states have an edge to an
+    end marker (a ringed point); a :class:`StateMachine`'s current state has transitions'
+    "active" style. The same subject always gives the same text.
     """
     if isinstance(subject, SupportsFlowchart):
         return flowchart_to_dot(_flowchart(subject, title))
@@ -169,10 +144,6 @@ def render(
         raise DiagramToolMissing("dot", format) from exc
 
 
-class _HasSource(Protocol):
-    source: str
-
-
 class _LabelledState(State):
     """A transitions state whose label (what diagrams show) differs from its name (the
     node id)."""
@@ -194,39 +165,47 @@ class _Model:
 
 def _digraph(subject: DiagramSubject, title: str | None) -> graphviz.Digraph:
     diagram = describe(subject, title)
-    digraph = cast(graphviz.Digraph, _draw(diagram, "graphviz", _GRAPHVIZ_STYLES, _dot_text))
-    # transitions' Graphviz graphs have no initial marker; add the usual filled dot.
+    digraph = cast(graphviz.Digraph, _draw(diagram))
+    # transitions' Graphviz graphs have no initial or final markers; add UML's filled dot
+    # and ringed dot.
     digraph.node(
         INITIAL_ID, label="", shape="point", style="filled", fillcolor="black", width="0.2"
     )
     digraph.edge(INITIAL_ID, diagram.initial)
+    if diagram.finals:
+        digraph.node(
+            FINAL_ID, label="", shape="point", fillcolor="black", width="0.15", peripheries="2"
+        )
+        for final in diagram.finals:
+            digraph.edge(final, FINAL_ID)
     return digraph
 
 
-def _draw(
-    diagram: Diagram,
-    engine: Literal["mermaid", "graphviz"],
-    styles: _Styles,
-    text: Callable[[str], str],
-) -> GraphProtocol:
-    """Build a GraphMachine for ``diagram`` and return the graph transitions draws.
+def _draw(diagram: Diagram) -> GraphProtocol:
+    """Build a GraphMachine for ``diagram`` and return the DOT graph transitions draws.
 
-    ``text`` makes a name safe for the engine; node ids are safe already. Each edge gets
-    its own trigger, so transitions keeps the edges in the diagram's order.
+    Names are made safe for DOT; node ids are safe already. Each edge gets its own trigger,
+    so transitions keeps the edges in the diagram's order.
     """
+    # Labels are left-aligned lines (DOT's "\l"): the name, then one line per hook in UML's
+    # notation, as in the Mermaid output.
     states: list[dict[str, Any]] = [
         {
             "name": node.id,
-            "label": text(node.name),
-            "on_enter": [text(hook) for hook in node.entry_hooks],
-            "on_exit": [text(hook) for hook in node.exit_hooks],
+            "label": r"\l".join(
+                [
+                    _dot_text(node.name),
+                    *(f"entry / {_dot_text(hook)}" for hook in node.entry_hooks),
+                    *(f"exit / {_dot_text(hook)}" for hook in node.exit_hooks),
+                ]
+            ),
         }
         for node in diagram.nodes
     ]
     if diagram.has_any_state:
         states.append({"name": ANY_STATE_ID, "label": ANY_STATE_LABEL})
     transitions = [
-        {"trigger": f"e{index}", "source": e.source, "dest": e.target, "label": text(e.label)}
+        {"trigger": f"e{index}", "source": e.source, "dest": e.target, "label": _dot_text(e.label)}
         for index, e in enumerate(diagram.edges)
     ]
     model = _Model()
@@ -236,10 +215,10 @@ def _draw(
         transitions=transitions,
         initial=diagram.initial,
         auto_transitions=False,
-        show_state_attributes=True,
-        graph_engine=engine,
+        show_state_attributes=False,
+        graph_engine="graphviz",
     )
-    machine.style_attributes = styles
+    machine.style_attributes = _GRAPHVIZ_STYLES
     graph = machine.model_graphs[id(model)]
     # GraphMachine marks the model's state (the initial one) active; only a running
     # machine's current state should be.
@@ -248,11 +227,7 @@ def _draw(
         graph.set_node_style(ANY_STATE_ID, "pseudo")
     if diagram.active is not None:
         graph.set_node_style(diagram.active, "active")
-    return model.get_graph(title=text(diagram.title))
-
-
-def _mermaid_text(text: str) -> str:
-    return text.translate(_MERMAID_ESCAPES)
+    return model.get_graph(title=_dot_text(diagram.title))
 
 
 def _dot_text(text: str) -> str:

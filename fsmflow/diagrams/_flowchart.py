@@ -164,6 +164,11 @@ class Flowchart:
     def __attrs_post_init__(self) -> None:
         _check_references(self)
 
+    def flowchart(self) -> Flowchart:
+        """The chart itself: a chart is drawable wherever a :class:`SupportsFlowchart`
+        is."""
+        return self
+
 
 @runtime_checkable
 class SupportsFlowchart(Protocol):
@@ -191,6 +196,8 @@ _MERMAID_ARROWS = {
     EdgeStyle.DOTTED: "-.->",
     EdgeStyle.THICK: "==>",
 }
+# Mermaid has one broken-line arrow (drawn dotted); dashed edges get longer dashes.
+_MERMAID_DASHED = "stroke-dasharray:8 5"
 # Inside a quoted Mermaid label these characters would end the string, start an entity
 # or be read as HTML; Mermaid decodes "#<code>;" entities.
 _MERMAID_ESCAPES = {ord(c): f"#{ord(c)};" for c in '"#<>&'} | {
@@ -238,6 +245,9 @@ def flowchart_to_mermaid(chart: Flowchart) -> str:
         arrow = _MERMAID_ARROWS[edge.style]
         label = f'|"{_mermaid_label((edge.label,))}"|' if edge.label else ""
         out.append(f"    {ids[edge.source]} {arrow}{label} {ids[edge.target]}")
+    dashed = [str(i) for i, edge in enumerate(chart.edges) if edge.style is EdgeStyle.DASHED]
+    if dashed:
+        out.append(f"    linkStyle {','.join(dashed)} {_MERMAID_DASHED}")
     for cls in NodeClass:
         members = [ids[node.id] for node in chart.nodes if cls in node.classes]
         if not members:
@@ -245,7 +255,7 @@ def flowchart_to_mermaid(chart: Flowchart) -> str:
         style = _STYLES[cls]
         out.append(
             f"    classDef {cls.value} fill:{style['fill']},stroke:{style['stroke']},"
-            f"stroke-width:{style['width']}"
+            f"stroke-width:{style['width']},color:#000"
         )
         out.append(f"    class {','.join(members)} {cls.value}")
     return "\n".join(out) + "\n"

@@ -6,7 +6,7 @@ The rules, which the docs and tests rely on:
   listing its entry and exit hooks by name.
 * An edge leads from a state to each target a handler declared with ``to=``, labelled with
   the event variant's name. Several handlers between the same two states share one edge
-  whose labels are joined with ``" | "``.
+  that carries all their labels, in registration order.
 * A handler without ``to=`` may go anywhere: its edge leads to one extra node,
   :data:`ANY_STATE_LABEL` ("any state"), drawn dashed.
 * A ``from_any()`` handler is drawn from every state where it would run, that is every
@@ -14,6 +14,8 @@ The rules, which the docs and tests rely on:
 * A timeout is an edge labelled ``after <seconds>s``; the ``on_unhandled`` handler is an
   edge labelled ``unhandled`` from every state where some event would reach it.
 * ``stay()`` leaves the state without a transition, so it draws nothing.
+* A state that no edge leaves for another state (it has no handler, or its handlers only
+  stay or come back to it) is *final*: the diagram marks it with an edge to an end marker.
 
 Node ids are the variant names when these are plain ASCII identifiers that no diagram
 language reserves; otherwise they are derived (``s_`` plus the name with other characters
@@ -41,6 +43,7 @@ UNHANDLED_LABEL = "unhandled"
 # Node ids never start with "_", so these cannot collide with a state's id.
 ANY_STATE_ID = "_any_state"
 INITIAL_ID = "_initial"
+FINAL_ID = "_final"
 
 _PLAIN_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 # Words Mermaid's stateDiagram lexer (case-insensitively) or DOT treat as keywords.
@@ -80,11 +83,17 @@ class Node:
 
 @attrs.frozen
 class Edge:
-    """One handler's possible move from ``source`` to ``target`` (node ids)."""
+    """The possible moves from ``source`` to ``target`` (node ids): one label per handler
+    (the event's name, ``after <seconds>s`` or ``unhandled``), in registration order."""
 
     source: str
     target: str
-    label: str
+    labels: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """The labels on one line, joined with ``" | "``."""
+        return " | ".join(self.labels)
 
 
 @attrs.frozen
@@ -100,6 +109,8 @@ class Diagram:
     active: str | None
     #: Whether some edge leads to the "any state" node.
     has_any_state: bool
+    #: Ids of the final states (no edge leads from them to another node), in node order.
+    finals: tuple[str, ...]
 
 
 def describe(subject: DiagramSubject, title: str | None) -> Diagram:
@@ -129,7 +140,8 @@ def describe(subject: DiagramSubject, title: str | None) -> Diagram:
         )
         for v in variants
     )
-    edges: list[Edge] = []
+    # (source, target) -> labels; dicts keep the first-seen order of edges and labels.
+    moves: dict[tuple[str, str], dict[str, None]] = {}
     for state in variants:
         for handler in spec.handlers:
             if not _applies(spec, handler, state):
@@ -139,14 +151,18 @@ def describe(subject: DiagramSubject, title: str | None) -> Diagram:
                 if handler.targets is None
                 else tuple(dict.fromkeys(ids[t] for t in handler.targets))
             )
-            edges.extend(Edge(ids[state], target, _label(handler)) for target in targets)
+            for target in targets:
+                moves.setdefault((ids[state], target), {})[_label(handler)] = None
+    edges = tuple(Edge(source, target, tuple(labels)) for (source, target), labels in moves.items())
+    leaving = {e.source for e in edges if e.target != e.source}
     return Diagram(
         title=spec.name if title is None else title,
         nodes=nodes,
-        edges=tuple(edges),
+        edges=edges,
         initial=ids[spec.initial],
         active=None if active is None else ids[active],
         has_any_state=any(e.target == ANY_STATE_ID for e in edges),
+        finals=tuple(node.id for node in nodes if node.id not in leaving),
     )
 
 

@@ -3,12 +3,16 @@
 ``ATTR`` (dotted for nested attributes) may name:
 
 * an :class:`FsmSpec` or a :class:`StateMachine`;
-* a callable taking no arguments that returns an ``FsmSpec`` (``turnstile_spec``) or a
-  flowchart source (``build_pipeline``);
-* a class with an ``fsm_spec`` attribute that is an ``FsmSpec`` or such a callable, which
-  is how supervisor classes expose their machine (a classmethod or staticmethod);
 * any object implementing :class:`~fsmflow.diagrams.SupportsFlowchart` (a graph, a DAG,
-  a supervision tree), drawn as a flowchart.
+  a supervision tree, a :class:`~fsmflow.diagrams.Flowchart`), drawn as a flowchart;
+* a class, or an object, with an ``fsm_spec`` attribute that is an ``FsmSpec`` or a
+  zero-argument callable returning one, which is how supervisors expose their machine (a
+  classmethod or staticmethod);
+* a callable taking no arguments that returns an ``FsmSpec`` (``turnstile_spec``) or an
+  object with a ``flowchart()`` method (``build_pipeline``).
+
+The checks run in that order, so an object that is both drawable as a flowchart and has
+an ``fsm_spec`` (a running tree) is drawn as its flowchart.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from ._model import DiagramSubject
 _DOTTED = r"[^\W\d]\w*(?:\.[^\W\d]\w*)*"
 _REFERENCE = re.compile(rf"({_DOTTED}):({_DOTTED})\Z")
 _EXPECTED = (
-    "an FsmSpec, a StateMachine, a zero-argument callable returning an FsmSpec, a class "
-    "whose fsm_spec attribute is an FsmSpec or a zero-argument callable returning one, or "
-    "an object with a flowchart() method (a graph, a DAG, a supervision tree)"
+    "an FsmSpec, a StateMachine, an object with a flowchart() method (a graph, a DAG, a "
+    "supervision tree), a class or object whose fsm_spec attribute is an FsmSpec or a "
+    "zero-argument callable returning one (a supervisor), or a zero-argument callable "
+    "returning one of these"
 )
 
 
@@ -80,13 +85,13 @@ def resolve_target(target: object, reference: str) -> DiagramSubject | SupportsF
         return target
     if isinstance(target, SupportsFlowchart) and not isinstance(target, type):
         return target
-    if isinstance(target, type):
-        provided = getattr(target, "fsm_spec", None)
-        if provided is None:
-            raise DiagramTargetError(
-                f"{reference} is the class {target.__qualname__}, which has no fsm_spec "
-                f"attribute; expected {_EXPECTED}"
-            )
+    provided = getattr(target, "fsm_spec", None)
+    if isinstance(target, type) and provided is None:
+        raise DiagramTargetError(
+            f"{reference} is the class {target.__qualname__}, which has no fsm_spec "
+            f"attribute; expected {_EXPECTED}"
+        )
+    if provided is not None:
         if isinstance(provided, FsmSpec):
             return provided
         if callable(provided):
