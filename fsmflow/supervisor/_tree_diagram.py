@@ -85,12 +85,12 @@ def _draw_tree(
     shown = children[:POOL_CHILDREN_DRAWN] if ctx.pooled else children
     for position, child in enumerate(shown, start=1):
         child_node = f"{node_id}/{child.spec.id}"
+        edges.append(FlowEdge(node_id, child_node, None if ctx.pooled else str(position)))
         supervisor = None if child.run is None else child.run.supervisor
         if isinstance(supervisor, TreeBase):
             _draw_tree(supervisor, child_node, child, nodes, edges)
         else:
             nodes.append(_child_node(child_node, child, ran))
-        edges.append(FlowEdge(node_id, child_node, None if ctx.pooled else str(position)))
     hidden = children[len(shown) :]
     if hidden:
         counts: dict[ChildState, int] = {}

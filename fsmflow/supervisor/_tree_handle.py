@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._handle import SupervisorHandle
 from ._records import RunOutcome
+from ._tree_errors import ChildNotFound
 from ._tree_requests import DeleteChild, Reply, RestartChild, StartChild, TerminateChild
 from ._tree_states import TreeEvent, TreeState
 from ._tree_values import ChildCounts, ChildSpec, ChildStatus, RestartRecord
@@ -88,6 +89,38 @@ class BaseTreeHandle:
     def child_handle(self, child_id: str) -> SupervisorHandle[Any, Any] | None:
         """The handle of the child's current run (see ``SupervisionTree.child_handle``)."""
         return self._tree.child_handle(child_id)
+
+    def child_tree(self, child_id: str) -> TreeHandle:
+        """The handle of a child that is itself a :class:`SupervisionTree`, in its current
+        run. A restart of the child makes a new tree: look it up again rather than
+        keeping it. Raises :class:`ChildNotFound`, and ``TypeError`` if the child is not
+        a running tree."""
+        from ._tree import SupervisionTree
+
+        supervisor, run = self._child_run(child_id)
+        if not isinstance(supervisor, SupervisionTree):
+            raise TypeError(f"child {child_id!r} of {self.name!r} is not a running SupervisionTree")
+        return TreeHandle(supervisor, run)
+
+    def child_pool(self, child_id: str, args: type[A]) -> PoolHandle[A]:
+        """The handle of a child that is a :class:`SupervisorPool` taking ``args``, in
+        its current run (``args`` only tells the type checker what the pool's children
+        are started with). Raises like :meth:`child_tree`."""
+        from ._tree_pool import SupervisorPool
+
+        supervisor, run = self._child_run(child_id)
+        if not isinstance(supervisor, SupervisorPool):
+            raise TypeError(f"child {child_id!r} of {self.name!r} is not a running SupervisorPool")
+        return PoolHandle(supervisor, run)
+
+    def _child_run(self, child_id: str) -> tuple[object, SupervisorHandle[TreeState, TreeEvent]]:
+        child = self._tree.context.children.get(child_id)
+        if child is None:
+            raise ChildNotFound(self.name, child_id)
+        run = child.run
+        if run is None or not run.running or run.handle is None:
+            raise TypeError(f"child {child_id!r} of {self.name!r} is not running")
+        return run.supervisor, run.handle
 
     @property
     def history(self) -> tuple[RestartRecord, ...]:
