@@ -124,4 +124,4 @@ def test_the_example_runs_as_a_script() -> None:
     assert "tree terminated in Stopped(" in result.stdout
     assert "restarts: {'steady': 0, 'flaky': 3, 'jobs': 0}" in result.stdout
     assert "jobs: job-2 failed; restarted" in result.stdout
-    assert "jobs terminated in Stopped(reason=\"auto_shutdown (all_significant)" in result.stdout
+    assert 'jobs terminated in Stopped(reason="auto_shutdown (all_significant)' in result.stdout

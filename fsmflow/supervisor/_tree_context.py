@@ -15,7 +15,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import anyio
 import attrs
@@ -52,6 +52,17 @@ class Subtree(Protocol):
     def acknowledge_start_to(self, ack: StartAck) -> None: ...
 
     def shutdown(self) -> None: ...
+
+
+@functools.cache
+def _is_subtree_type(cls: type) -> bool:
+    return issubclass(cls, Subtree)
+
+
+def is_subtree(supervisor: object) -> bool:
+    """Whether ``supervisor`` is a :class:`Subtree` (decided once per class: checking a
+    runtime protocol costs more than starting a small child)."""
+    return _is_subtree_type(type(supervisor))
 
 
 class ChildRun:
@@ -268,9 +279,9 @@ class TreeContext:
         try:
             supervisor = spec.factory()
             run.supervisor = supervisor
-            ack = run.ack = StartAck(explicit=isinstance(supervisor, Subtree))
-            if isinstance(supervisor, Subtree):
-                supervisor.acknowledge_start_to(ack)
+            ack = run.ack = StartAck(explicit=is_subtree(supervisor))
+            if ack.explicit:
+                cast(Subtree, supervisor).acknowledge_start_to(ack)
             context = None if spec.context_factory is None else spec.context_factory()
             spawner = GuardedSpawner(group, ack, functools.partial(self._run_ended, child, run))
             run.handle = await start_supervisor(
@@ -360,14 +371,16 @@ class TreeContext:
         if run.deadline is not None:
             return
         run.deadline = now + child.spec.shutdown_timeout
-        if isinstance(run.supervisor, Subtree):
-            run.supervisor.shutdown()
+        if is_subtree(run.supervisor):
+            cast(Subtree, run.supervisor).shutdown()
         else:
             assert run.handle is not None
             run.handle.cancel()
 
     async def _wait_or_abandon(self, child: Child, run: ChildRun) -> None:
         assert run.handle is not None and run.deadline is not None
+        if not run.running:
+            return
         with anyio.move_on_at(run.deadline):
             await run.handle.outcome()
         if run.running and not run.abandoned:
