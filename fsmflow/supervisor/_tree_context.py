@@ -54,15 +54,17 @@ class Subtree(Protocol):
     def shutdown(self) -> None: ...
 
 
-@functools.cache
-def _is_subtree_type(cls: type) -> bool:
-    return issubclass(cls, Subtree)
+_SUBTREE_CLASSES: dict[type, bool] = {}
 
 
 def is_subtree(supervisor: object) -> bool:
     """Whether ``supervisor`` is a :class:`Subtree` (decided once per class: checking a
     runtime protocol costs more than starting a small child)."""
-    return _is_subtree_type(type(supervisor))
+    cls = type(supervisor)
+    known = _SUBTREE_CLASSES.get(cls)
+    if known is None:
+        known = _SUBTREE_CLASSES[cls] = issubclass(cls, Subtree)
+    return known
 
 
 class ChildRun:
