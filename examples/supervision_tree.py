@@ -12,8 +12,9 @@ The jobs are significant and the pool shuts itself down once the last one is don
 worker holds, an orderly shutdown stops the rest in reverse start order.
 
 Run it with ``python -m examples.supervision_tree`` (well under a second), draw the tree
-with ``fsmflow diagram examples.supervision_tree:build_tree``, or the tree's own machine
-with ``fsmflow diagram fsmflow.supervisor:SupervisionTree``.
+with ``fsmflow diagram examples.supervision_tree:build_tree`` (``running_diagram()``
+draws it while its jobs run), or the tree's own machine with
+``fsmflow diagram fsmflow.supervisor:SupervisionTree``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import Counter
 
 import attrs
 import trio
+from trio.testing import MockClock
 
 from fsmflow import FsmBuilder, FsmSpec, SelfSupervised, Transition, stay
 from fsmflow.diagrams import to_mermaid
@@ -227,8 +229,8 @@ def build_tree(
     )
 
 
-async def main() -> Report:
-    started = trio.current_time()
+async def run_example() -> Report:
+    """Run the tree as the module docstring tells, and report what happened."""
     journal = MemoryJournal()
     tallies = {"steady": Tally(), "flaky": Tally()}
     tree = build_tree(journal, tallies)
@@ -250,8 +252,7 @@ async def main() -> Report:
         await trio.sleep(10 * TICK)  # let the restarted worker prove itself
         handle.shutdown()
     outcome = await handle.outcome()
-
-    report = Report(
+    return Report(
         outcome=outcome,
         history=tree.history,
         restarts={s.child_id: s.restarts for s in tree.which_children()},
@@ -262,6 +263,12 @@ async def main() -> Report:
         pool_counts=pool_counts,
         diagram=diagram,
     )
+
+
+async def main() -> Report:
+    started = trio.current_time()
+    report = await run_example()
+    outcome = report.outcome
     for record in report.history:
         print(
             f"{record.at - started:.3f}s  {record.child_id} {record.exit.value}; "
@@ -269,12 +276,19 @@ async def main() -> Report:
         )
     for record in report.pool_history:
         print(f"{record.at - started:.3f}s  jobs: {record.child_id} {record.exit.value}; restarted")
+    pool_outcome = report.pool_outcome
     print(f"jobs {pool_outcome.exit.value} in {pool_outcome.final_state}")
     print(f"tree {outcome.exit.value} in {outcome.final_state}")
     print(f"restarts: {report.restarts}, ticks: {report.ticks}")
     exits = Counter((c.supervisor, c.exit.value) for c in report.completions)
     print("completion events:", ", ".join(f"{s} {e} x{n}" for (s, e), n in exits.items()))
     return report
+
+
+def running_diagram() -> str:
+    """The tree drawn while its jobs run (Mermaid), on trio's mock clock so that it is the
+    same every time; the docs show it."""
+    return trio.run(run_example, clock=MockClock(autojump_threshold=0)).diagram
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ Layers: :class:`Supervisor` (owns the spec) -> :class:`SelfSupervised` /
 loop calls ``machine.handle`` and runs actions.
 
 :class:`SupervisionTree` (after Erlang/OTP) is a supervisor built on the same loop whose
-work is running other supervisors and restarting them by strategy, restart type,
-intensity and backoff; trees nest.
+work is running other supervisors, started in order and each acknowledged, and
+restarting them by strategy, restart type, intensity and backoff; its handle adds, stops,
+restarts and removes children while it runs. :class:`SupervisorPool` runs identical
+children started on demand with their own arguments. Trees nest and draw themselves.
 """
 
 from ._backoff import IdleBackoff

@@ -58,9 +58,17 @@ def _draw_tree(
 ) -> None:
     ctx = tree.context
     ran = ctx.used
-    lines = [tree.name if as_child is None else as_child.spec.id]
-    if as_child is not None and as_child.spec.id != tree.name:
-        lines.append(f"tree {tree.name}")
+    classes: frozenset[NodeClass] = frozenset()
+    if as_child is None:
+        lines = [tree.name]
+    else:
+        # As a child: what its parent knows first, then what kind of tree it is.
+        lines = [as_child.spec.id, _restart_line(as_child)]
+        if ran or as_child.run is not None:
+            lines.append(_child_state_line(as_child))
+            classes = _child_classes(as_child)
+        if as_child.spec.id != tree.name:
+            lines.append(f"tree {tree.name}")
     intensity = tree.intensity
     lines.append(
         f"{tree.strategy_label}, at most {intensity.max_restarts} restarts in {intensity.period:g}s"
@@ -69,14 +77,9 @@ def _draw_tree(
         lines.append(f"auto_shutdown: {tree.auto_shutdown.value}")
     if isinstance(tree, SupervisorPool):
         template = tree.template
-        lines.append(f"template {template.name}-*: {template.restart.value}")
-    classes: frozenset[NodeClass] = frozenset()
-    if as_child is not None:
-        lines.append(_restart_line(as_child))
-        if ran or as_child.run is not None:
-            lines.append(_child_state_line(as_child))
-            classes = _child_classes(as_child)
-    elif ran:
+        line = f"children {template.name}-*: {template.restart.value}"
+        lines.append(line + (", significant" if template.significant else ""))
+    if as_child is None and ran:
         lines.append(f"state: {type(tree.state).__name__}")
         classes = _tree_classes(tree.state)
     nodes.append(FlowNode(node_id, tuple(lines), NodeShape.SUBROUTINE, classes))

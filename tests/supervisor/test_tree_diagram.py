@@ -127,10 +127,10 @@ async def test_a_running_tree_highlights_each_child_state() -> None:
     assert caches.shape is NodeShape.SUBROUTINE
     assert caches.lines == (
         "caches",
-        "tree cache",
-        "rest_for_one, at most 3 restarts in 5s",
         "permanent",
         "running",
+        "tree cache",
+        "rest_for_one, at most 3 restarts in 5s",
     )
     assert nodes["tree/caches/shard"].lines == ("shard", "permanent", "running")
     assert ("tree/caches", "tree/caches/shard", "1") in {
@@ -186,7 +186,7 @@ async def test_a_big_pool_draws_its_first_children_and_sums_up_the_rest() -> Non
     assert nodes["tree"].lines[:3] == (
         "pool",
         "simple_one_for_one, at most 3 restarts in 5s",
-        "template w-*: temporary",
+        "children w-*: temporary",
     )
     drawn = [node.id for node in chart.nodes if node.id.startswith("tree/w-")]
     assert drawn == [f"tree/w-{n}" for n in range(1, 13)]

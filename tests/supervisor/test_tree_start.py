@@ -21,7 +21,7 @@ from fsmflow.supervisor import (
     SupervisorError,
 )
 
-from ._tree_clock import each_backend_mock_clock
+from ._tree_clock import each_backend_mock_clock, run_with_mock_clock
 from ._tree_workers import FOREVER, Life, Recorder, Worker
 
 FAILED = ExitKind.FAILED
@@ -54,8 +54,10 @@ async def test_children_begin_running_in_order_every_time() -> None:
     ]
     async with anyio.create_task_group() as tasks:
         for tree in trees:
+            # One tree at a time, so that each starts in scheduler batches of its own
+            # (trio runs a batch in reverse order half of the time).
             tasks.start_soon(tree.run)
-        await anyio.sleep(1)
+            await anyio.sleep(0.01)
         for tree in trees:
             tree.shutdown()
 
@@ -219,3 +221,57 @@ async def test_a_restart_that_cannot_start_backs_off_and_recovers() -> None:
         handle.shutdown()
     assert [(r.at, r.delay) for r in tree.history] == [(1.0, 1.0), (2.0, 2.0)]
     assert [at for at, _ in recorder.of("running")] == [0.0, 4.0]
+
+
+# -- cancellation ---------------------------------------------------------------------------
+
+
+@each_backend_mock_clock
+async def test_cancelling_start_before_the_tree_started_cancels_the_tree() -> None:
+    recorder = Recorder()
+
+    def make_inner() -> SupervisionTree:
+        return SupervisionTree("inner", [ChildSpec("x", recorder.factory("x"))])
+
+    tree = SupervisionTree(
+        "tree",
+        [ChildSpec("a", recorder.factory("a")), ChildSpec("inner", make_inner)],
+        journal=recorder.journal,
+    )
+    async with anyio.create_task_group() as tasks:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await tree.start(tasks)
+    assert tree.last_outcome is not None and tree.last_outcome.exit is CANCELLED
+    assert recorder.completions("tree") == [CANCELLED]
+    assert all(kind is CANCELLED for _, _, kind in recorder.exits())
+    assert not tree.running
+
+
+@pytest.mark.parametrize("how", ["wait_for", "task.cancel"])
+def test_native_asyncio_cancellation_stops_every_child(how: str) -> None:
+    import asyncio
+
+    recorder = Recorder()
+    tree = SupervisionTree(
+        "tree",
+        [ChildSpec(c, recorder.factory(c, Life(linger=1))) for c in "abc"],
+        journal=recorder.journal,
+    )
+
+    async def main() -> None:
+        if how == "wait_for":
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(tree.run(), 5)
+        else:
+            task = asyncio.ensure_future(tree.run())
+            await asyncio.sleep(5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    run_with_mock_clock(main, "asyncio")
+
+    assert sorted(recorder.completions(c)[0].value for c in "abc") == ["cancelled"] * 3
+    assert recorder.completions("tree") == [CANCELLED]
+    assert tree.last_outcome is not None and tree.last_outcome.exit is CANCELLED
