@@ -254,7 +254,8 @@ async def test_a_request_queued_when_the_run_ends_is_answered() -> None:
         handle = await tree.start(tasks)
         tree.shutdown()
         await anyio.sleep(1)  # the tree is busy stopping 'a' and reads no requests
-        with pytest.raises(TreeNotRunning):
+        # (The deadline turns "never answered" into a failure instead of a hang.)
+        with pytest.raises(TreeNotRunning), anyio.fail_after(100):
             await handle.start_child(ChildSpec("b", recorder.factory("b")))
     assert "b" not in {child for _, child in recorder.of("start")}
 
