@@ -358,3 +358,129 @@ async def test_a_pool_stops_all_its_children_at_once() -> None:
         (4.0, "w1", CANCELLED),
     ]
     assert anyio.current_time() == 4.0
+
+
+@each_backend_mock_clock
+async def test_restart_child_that_cannot_start_leaves_it_stopped() -> None:
+    recorder = Recorder()
+    tree = SupervisionTree(
+        "tree",
+        [ChildSpec("x", recorder.factory("x", FOREVER, Life(cannot_start="initial_context")))],
+    )
+    async with running(tree) as handle:
+        await handle.terminate_child("x")
+        with pytest.raises(ChildStartError, match="initial_context is broken"):
+            await handle.restart_child("x")
+        status = handle.child_status("x")
+        assert status.state is STOPPED and status.restarts == 1
+        assert status.last_outcome is not None and status.last_outcome.exit is FAILED
+        await anyio.sleep(5)
+        assert handle.child_status("x").state is STOPPED  # not restarted by the strategy
+        assert handle.history == ()
+
+
+# -- nested handles, the run --------------------------------------------------------------
+
+
+@each_backend_mock_clock
+async def test_the_handles_of_nested_trees_and_pools() -> None:
+    recorder = Recorder()
+
+    def make_inner() -> SupervisionTree:
+        return SupervisionTree("inner", [ChildSpec("x", recorder.factory("x"))])
+
+    def make_pool() -> SupervisorPool[str]:
+        return SupervisorPool[str](
+            "pool", ChildTemplate("p", lambda name: Worker(name, FOREVER, recorder))
+        )
+
+    tree = SupervisionTree(
+        "outer",
+        [
+            ChildSpec("inner", make_inner),
+            ChildSpec("pool", make_pool),
+            ChildSpec("leaf", recorder.factory("leaf")),
+        ],
+    )
+    async with running(tree) as handle:
+        inner = handle.child_tree("inner")
+        assert inner.name == "inner"
+        await inner.start_child(ChildSpec("y", recorder.factory("y")))
+        assert [s.child_id for s in inner.which_children()] == ["x", "y"]
+        pool = handle.child_pool("pool", str)
+        assert (await pool.start_child("worker")).child_id == "p-1"
+        with pytest.raises(TypeError, match="'leaf' of 'outer' is not a running SupervisionTree"):
+            handle.child_tree("leaf")
+        with pytest.raises(TypeError, match="is not a running SupervisorPool"):
+            handle.child_pool("inner", str)
+        with pytest.raises(ChildNotFound):
+            handle.child_tree("nope")
+        await handle.terminate_child("inner")
+        with pytest.raises(TypeError, match="'inner' of 'outer' is not running"):
+            handle.child_tree("inner")
+    # The inner tree stopped in order: its dynamic child first.
+    assert [child for _, child, _ in recorder.exits()][:2] == ["y", "x"]
+
+
+@each_backend_mock_clock
+async def test_cancelling_the_handle_cancels_every_child() -> None:
+    recorder = Recorder()
+    tree = SupervisionTree(
+        "tree", [ChildSpec(c, recorder.factory(c)) for c in "ab"], journal=recorder.journal
+    )
+    async with anyio.create_task_group() as tasks:
+        handle = await tree.start(tasks)
+        assert not handle.done
+        handle.cancel()
+        outcome = await handle.outcome()
+    assert handle.done and outcome.exit is ExitKind.CANCELLED
+    assert recorder.completions("tree") == [ExitKind.CANCELLED]
+    assert sorted(recorder.completions("a") + recorder.completions("b"), key=str) == [
+        CANCELLED,
+        CANCELLED,
+    ]
+
+
+@pytest.mark.parametrize("raise_on_failure", [True, False])
+@each_backend_mock_clock
+async def test_a_tree_that_gives_up_after_its_start_fails_into_the_task_group(
+    raise_on_failure: bool,
+) -> None:
+    recorder = Recorder()
+    tree = SupervisionTree(
+        "tree",
+        [ChildSpec("x", recorder.factory("x", Life(lasts=1)))],
+        intensity=RestartIntensity(max_restarts=0, period=10),
+    )
+    raised: list[BaseException] = []
+    try:
+        async with anyio.create_task_group() as tasks:
+            handle = await tree.start(tasks, raise_on_failure=raise_on_failure)
+            outcome = await handle.outcome()
+    except BaseExceptionGroup as group:
+        raised.extend(group.exceptions)
+    assert outcome.exit is FAILED
+    if raise_on_failure:
+        assert [type(e).__name__ for e in raised] == ["RestartIntensityExceeded"]
+        assert raised[0] is outcome.error
+    else:
+        assert raised == []
+
+
+@each_backend_mock_clock
+async def test_a_bug_while_serving_a_request_is_loud() -> None:
+    recorder = Recorder()
+    tree = SupervisionTree("tree", [ChildSpec("a", recorder.factory("a"))])
+
+    def broken_add(spec: ChildSpec) -> None:
+        raise RuntimeError("tree bug")
+
+    async with anyio.create_task_group() as tasks:
+        handle = await tree.start(tasks, raise_on_failure=False)
+        tree.context.add = broken_add  # type: ignore[method-assign,assignment]
+        with pytest.raises(RuntimeError, match="tree bug"):
+            await handle.start_child(ChildSpec("b", recorder.factory("b")))
+        outcome = await handle.outcome()
+    # The fault escalates: every child stopped, then the tree fails naming the bug.
+    assert outcome.exit is FAILED and "tree bug" in str(outcome.error)
+    assert recorder.completions("a") == [CANCELLED]
