@@ -75,7 +75,6 @@ class ChildRun:
         "number",
         "supervisor",
         "handle",
-        "ack",
         "exit_expected",
         "deadline",
         "abandoned",
@@ -86,7 +85,6 @@ class ChildRun:
         self.number = number
         self.supervisor: Supervisor[Any, Any, Any, Any] | None = None
         self.handle: SupervisorHandle[Any, Any] | None = None
-        self.ack: StartAck | None = None
         #: The tree stopped this run or already accounted for its end, so its
         #: ChildExited changes nothing.
         self.exit_expected = False
@@ -281,7 +279,7 @@ class TreeContext:
         try:
             supervisor = spec.factory()
             run.supervisor = supervisor
-            ack = run.ack = StartAck(explicit=is_subtree(supervisor))
+            ack = StartAck(explicit=is_subtree(supervisor))
             if ack.explicit:
                 cast(Subtree, supervisor).acknowledge_start_to(ack)
             context = None if spec.context_factory is None else spec.context_factory()
