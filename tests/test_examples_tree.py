@@ -11,8 +11,9 @@ import pytest
 from trio.testing import MockClock
 
 from examples import supervision_tree
-from examples.supervision_tree import FLAKY_CRASHES, TICK
-from fsmflow.supervisor import ExitKind, RestartBackoff, Stopped
+from examples.supervision_tree import FLAKY_CRASHES, JOBS, TICK
+from fsmflow.cli import main as cli_main
+from fsmflow.supervisor import ChildCounts, ExitKind, RestartBackoff, Stopped
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +25,12 @@ async def test_the_flaky_worker_is_restarted_while_the_steady_one_carries_on(
 
     assert report.outcome.exit is ExitKind.TERMINATED
     assert report.outcome.final_state == Stopped()
-    assert report.restarts == {"steady": 0, "flaky": FLAKY_CRASHES}
+    assert report.restarts == {"steady": 0, "flaky": FLAKY_CRASHES, "jobs": 0}
+    # The pool shut itself down once its last (significant) job was done; being
+    # transient, it was not restarted.
+    assert report.pool_outcome.exit is ExitKind.TERMINATED
+    assert isinstance(report.pool_outcome.final_state, Stopped)
+    assert "all_significant" in report.pool_outcome.final_state.reason
     assert [(r.child_id, r.exit, r.restarted) for r in report.history] == [
         ("flaky", ExitKind.FAILED, ("flaky",))
     ] * FLAKY_CRASHES
@@ -58,17 +64,51 @@ async def test_one_completion_event_per_run_and_the_steady_worker_never_stopped_
 
     by_worker = {
         name: [c.exit for c in report.completions if c.supervisor == name]
-        for name in ("steady", "flaky", "workers")
+        for name in ("steady", "flaky", "jobs", "workers")
     }
     assert by_worker == {
         "steady": [ExitKind.CANCELLED],
         "flaky": [ExitKind.FAILED] * FLAKY_CRASHES + [ExitKind.CANCELLED],
+        "jobs": [ExitKind.TERMINATED],
         "workers": [ExitKind.TERMINATED],
     }
-    # The orderly shutdown stops the later child first.
-    stopped = [c.supervisor for c in report.completions if c.exit is ExitKind.CANCELLED]
-    assert stopped == ["flaky", "steady"]
+    # The pool ended itself after its last job; the orderly shutdown then stops the later
+    # child first.
+    stopped = [c.supervisor for c in report.completions if c.supervisor in by_worker]
+    assert stopped[-3:] == ["flaky", "steady", "workers"]
     assert report.ticks["steady"] > report.ticks["flaky"]
+
+
+async def test_the_pool_runs_each_job_with_its_arguments(autojump_clock: MockClock) -> None:
+    report = await supervision_tree.main()
+
+    assert report.pool_counts == ChildCounts(
+        specs=3, running=3, restarting=0, stopped=0, abandoned=0
+    )
+    # resize crashed half-way and was restarted with the same arguments; every job ended.
+    assert [(r.child_id, r.exit) for r in report.pool_history] == [("job-2", ExitKind.FAILED)]
+    by_job = {
+        job.name: [c.exit for c in report.completions if c.supervisor == job.name] for job in JOBS
+    }
+    assert by_job == {
+        "thumbnails": [ExitKind.TERMINATED],
+        "resize": [ExitKind.FAILED, ExitKind.TERMINATED],
+        "index": [ExitKind.TERMINATED],
+    }
+    # While they ran, the tree's picture showed the pool and its three running jobs.
+    assert "simple_one_for_one" in report.diagram
+    for n in (1, 2, 3):
+        assert f"job-{n}<br/>transient, significant<br/>running" in report.diagram
+    assert "class " in report.diagram and " current" in report.diagram
+
+
+def test_the_tree_draws_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["diagram", "examples.supervision_tree:build_tree"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('---\ntitle: "supervision tree workers"')
+    for child in ("steady", "flaky"):
+        assert f'"{child}<br/>permanent"' in out
+    assert '"jobs<br/>transient"' in out
 
 
 def test_the_example_runs_as_a_script() -> None:
@@ -81,5 +121,7 @@ def test_the_example_runs_as_a_script() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "tree terminated in Stopped()" in result.stdout
-    assert "restarts: {'steady': 0, 'flaky': 3}" in result.stdout
+    assert "tree terminated in Stopped(" in result.stdout
+    assert "restarts: {'steady': 0, 'flaky': 3, 'jobs': 0}" in result.stdout
+    assert "jobs: job-2 failed; restarted" in result.stdout
+    assert 'jobs terminated in Stopped(reason="auto_shutdown (all_significant)' in result.stdout

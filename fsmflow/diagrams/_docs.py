@@ -31,6 +31,7 @@ DOC_DIAGRAMS: Mapping[str, str] = {
     "connection_manager": "examples.connection_manager:ConnectionManager",
     "pipeline_stage": "examples.pipeline_stage:PipelineStage",
     "supervision_tree": "fsmflow.supervisor:SupervisionTree",
+    "supervision_tree_example": "examples.supervision_tree:build_tree",
     "dag_execution": "fsmflow.dag:DagExecution",
     "dag_processor": "fsmflow.dag:node_spec",
     "graph_execution": "fsmflow.graph:GraphExecution",
@@ -42,6 +43,7 @@ DOC_DIAGRAMS: Mapping[str, str] = {
 #: for pictures that are not state machines (a DAG drawn by ``fsmflow.dag.dag_to_mermaid``).
 DOC_SOURCES: Mapping[str, str] = {
     "document_pipeline": "examples.document_pipeline:pipeline_diagram",
+    "supervision_tree_running": "examples.supervision_tree:running_diagram",
 }
 
 #: The command that regenerates the checked-in fragments.

@@ -12,8 +12,10 @@ Layers: :class:`Supervisor` (owns the spec) -> :class:`SelfSupervised` /
 loop calls ``machine.handle`` and runs actions.
 
 :class:`SupervisionTree` (after Erlang/OTP) is a supervisor built on the same loop whose
-work is running other supervisors and restarting them by strategy, restart type,
-intensity and backoff; trees nest.
+work is running other supervisors, started in order and each acknowledged, and
+restarting them by strategy, restart type, intensity and backoff; its handle adds, stops,
+restarts and removes children while it runs. :class:`SupervisorPool` runs identical
+children started on demand with their own arguments. Trees nest and draw themselves.
 """
 
 from ._backoff import IdleBackoff
@@ -40,10 +42,39 @@ from ._records import (
     TransitionRecord,
 )
 from ._tree import SupervisionTree
-from ._tree_context import GiveUp, RecordRestart, StartChildren, TreeAction, TreeContext
+from ._tree_actions import (
+    EndChild,
+    GiveUp,
+    RecordRestart,
+    RecordStartFailure,
+    ServeRequest,
+    StartChildren,
+    TreeAction,
+)
+from ._tree_context import TreeContext
+from ._tree_errors import (
+    ChildAlreadyPresent,
+    ChildNotFound,
+    ChildNotStopped,
+    ChildStartError,
+    FailedToStartChild,
+    RestartIntensityExceeded,
+    TreeNotRunning,
+    TreeRequestError,
+)
+from ._tree_handle import BaseTreeHandle, PoolHandle, TreeHandle
+from ._tree_pool import SupervisorPool
+from ._tree_requests import (
+    ChildRequest,
+    DeleteChild,
+    Reply,
+    RestartChild,
+    StartChild,
+    TerminateChild,
+)
 from ._tree_states import (
-    Begin,
     ChildExited,
+    ChildrenStarted,
     ChildrenStopped,
     Escalating,
     Failed,
@@ -52,6 +83,7 @@ from ._tree_states import (
     Running,
     Shutdown,
     ShuttingDown,
+    StartFailed,
     Starting,
     Stopped,
     TreeEvent,
@@ -59,12 +91,15 @@ from ._tree_states import (
     TreeState,
 )
 from ._tree_values import (
+    AutoShutdown,
+    ChildCounts,
     ChildSpec,
+    ChildState,
     ChildStatus,
+    ChildTemplate,
     PendingRestart,
     RestartBackoff,
     RestartIntensity,
-    RestartIntensityExceeded,
     RestartRecord,
     RestartStrategy,
     RestartType,
@@ -74,14 +109,26 @@ from ._watcher import StateWatcher, WatcherClosed
 __all__ = [
     "CONTINUE",
     "TERMINATE",
-    "Begin",
+    "AutoShutdown",
+    "BaseTreeHandle",
     "ChannelBuilder",
+    "ChildAlreadyPresent",
+    "ChildCounts",
     "ChildExited",
+    "ChildNotFound",
+    "ChildNotStopped",
+    "ChildRequest",
     "ChildSpec",
+    "ChildStartError",
+    "ChildState",
     "ChildStatus",
+    "ChildTemplate",
+    "ChildrenStarted",
     "ChildrenStopped",
     "CompletionEvent",
     "Continue",
+    "DeleteChild",
+    "EndChild",
     "Escalating",
     "EventLoopDirective",
     "EventReceiver",
@@ -91,6 +138,7 @@ __all__ = [
     "ExternalEventMode",
     "ExternalEventPolicy",
     "Failed",
+    "FailedToStartChild",
     "GiveUp",
     "HandlerSupervised",
     "HandlerSupervisedWithExternalEvents",
@@ -98,8 +146,12 @@ __all__ = [
     "Journal",
     "MemoryJournal",
     "PendingRestart",
+    "PoolHandle",
     "RecordRestart",
+    "RecordStartFailure",
+    "Reply",
     "RestartBackoff",
+    "RestartChild",
     "RestartDue",
     "RestartIntensity",
     "RestartIntensityExceeded",
@@ -111,9 +163,12 @@ __all__ = [
     "Running",
     "SelfSupervised",
     "SelfSupervisedWithExternalEvents",
+    "ServeRequest",
     "Shutdown",
     "ShuttingDown",
+    "StartChild",
     "StartChildren",
+    "StartFailed",
     "Starting",
     "StateWatcher",
     "Stopped",
@@ -121,14 +176,19 @@ __all__ = [
     "Supervisor",
     "SupervisorError",
     "SupervisorHandle",
+    "SupervisorPool",
     "TaskSpawner",
     "Terminate",
+    "TerminateChild",
     "TransitionListener",
     "TransitionRecord",
     "TreeAction",
     "TreeContext",
     "TreeEvent",
     "TreeFault",
+    "TreeHandle",
+    "TreeNotRunning",
+    "TreeRequestError",
     "TreeState",
     "Trigger",
     "WatcherClosed",

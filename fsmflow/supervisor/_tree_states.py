@@ -2,7 +2,8 @@
 
 A tree is a supervisor like any other, so what it is doing is a state you can watch
 (``tree.watcher``) and draw (``fsmflow diagram fsmflow.supervisor:SupervisionTree``),
-and everything that happens to it is an event its FSM decides about.
+and everything that happens to it is an event its FSM decides about: a child's exit, a
+backoff that passed, a request made through its handle, a shutdown.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TypeAlias
 import attrs
 
 from ._records import RunOutcome
+from ._tree_requests import DeleteChild, RestartChild, StartChild, TerminateChild
 from ._tree_values import PendingRestart
 
 # -- states -----------------------------------------------------------------------------
@@ -19,12 +21,14 @@ from ._tree_values import PendingRestart
 
 @attrs.frozen
 class Starting:
-    """The run has begun; no child has been started yet."""
+    """The run has begun: the children are being started, in order, each once the one
+    before it reported that it started."""
 
 
 @attrs.frozen
 class Running:
-    """Every child that should run has been started; waiting for exits or a shutdown."""
+    """Every child that should run has been started; waiting for exits, requests or a
+    shutdown."""
 
 
 @attrs.frozen
@@ -42,26 +46,40 @@ class Restarting:
 
 @attrs.frozen
 class ShuttingDown:
-    """An orderly shutdown: children are being stopped in reverse start order."""
+    """An orderly shutdown: children are being stopped in reverse start order.
+
+    ``reason`` says why: asked for (``shutdown()``), or an auto-shutdown.
+    """
+
+    reason: str = "shutdown requested"
 
 
 @attrs.frozen
 class Escalating:
-    """The tree gave up: it stops every child before it fails."""
+    """The tree gave up (or could not start): it stops every child before it fails."""
 
     reason: str
 
 
 @attrs.frozen
 class Stopped:
-    """Every child was stopped after a shutdown; the run ends normally."""
+    """Every child was stopped after a shutdown; the run ends normally.
+
+    ``abandoned`` names the children that missed their shutdown deadline: the tree
+    stopped waiting for them in order, and its run returns once their tasks ended.
+    """
+
+    reason: str = "shutdown requested"
+    abandoned: tuple[str, ...] = ()
 
 
 @attrs.frozen
 class Failed:
-    """The tree failed; its run raises. Entered only once every child was stopped."""
+    """The tree failed; its run raises. Entered only once every child was stopped (or
+    abandoned, see :class:`Stopped`)."""
 
     reason: str
+    abandoned: tuple[str, ...] = ()
 
 
 TreeState: TypeAlias = (
@@ -72,14 +90,23 @@ TreeState: TypeAlias = (
 
 
 @attrs.frozen
-class Begin:
-    """The tree's first step: start every child, in order."""
+class ChildrenStarted:
+    """Every child of the tree's spec started: the tree is up."""
+
+
+@attrs.frozen(eq=False)
+class StartFailed:
+    """Child ``child_id`` could not start while the tree was starting; ``error`` says
+    why (``None`` when nothing more is known)."""
+
+    child_id: str
+    error: BaseException | None = attrs.field(repr=False)
 
 
 @attrs.frozen
 class ChildExited:
-    """A run of child ``child_id`` ended; ``run`` numbers the child's runs from 1, so a
-    late report about an earlier run is recognised and ignored."""
+    """A run of child ``child_id`` ended; ``run`` numbers the tree's child runs from 1,
+    so a late report about an earlier run is recognised and ignored."""
 
     child_id: str
     run: int
@@ -108,4 +135,16 @@ class TreeFault:
     message: str
 
 
-TreeEvent: TypeAlias = Begin | ChildExited | RestartDue | Shutdown | ChildrenStopped | TreeFault
+TreeEvent: TypeAlias = (
+    ChildrenStarted
+    | StartFailed
+    | ChildExited
+    | RestartDue
+    | StartChild
+    | TerminateChild
+    | RestartChild
+    | DeleteChild
+    | Shutdown
+    | ChildrenStopped
+    | TreeFault
+)

@@ -1,9 +1,10 @@
 """Scripted child supervisors for the supervision-tree tests.
 
-Each run of a :class:`Worker` follows a :class:`Life`: it works for a while, then crashes
-or finishes, and writing its completion event may take a while (the loop shields that
-write, so such a child ignores cancellation until it is done). A :class:`Recorder`
-makes the workers and logs what they do on the loop's clock.
+Each run of a :class:`Worker` follows a :class:`Life`: it may be unable to start, it
+works for a while, then crashes or finishes; writing its completion event may take a
+while (the loop shields that write, so such a child ignores cancellation until it is
+done), and it may ignore being stopped for a while. A :class:`Recorder` makes the
+workers and logs what they do on the loop's clock. Everything runs on any backend.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 import anyio
 import attrs
 
-from fsmflow import FsmBuilder, FsmSpec, Transition, goto
+from fsmflow import FsmBuilder, FsmSpec, StateMachine, Transition, goto
 from fsmflow.supervisor import (
     TERMINATE,
     EventLoopDirective,
@@ -79,6 +80,11 @@ class Life:
     crashes: bool = True
     #: Seconds that writing its completion event takes.
     linger: float = 0.0
+    #: Seconds it carries on, shielded from cancellation, once asked to stop.
+    ignores_stop: float = 0.0
+    #: The step that raises so the run cannot start: "initial_state",
+    #: "initial_context" or "build_state_machine".
+    cannot_start: str | None = None
 
 
 FOREVER = Life()
@@ -88,8 +94,8 @@ FOREVER = Life()
 class Entry:
     at: float
     child: str
-    #: "start" (the factory made it), "stopping" (its run ended or was cancelled),
-    #: "exit" (its completion event was written).
+    #: "start" (the factory made it), "running" (its first dispatch began), "stopping"
+    #: (its run ended or was cancelled), "exit" (its completion event was written).
     what: str
     exit: ExitKind | None = None
 
@@ -100,6 +106,7 @@ class Recorder:
     journal: MemoryJournal = attrs.Factory(MemoryJournal)
 
     def log(self, child: str, what: str, exit: ExitKind | None = None) -> None:
+        """Note ``what`` happened to ``child`` now."""
         self.entries.append(Entry(anyio.current_time(), child, what, exit))
 
     def factory(self, child: str, *lives: Life) -> Callable[[], Worker]:
@@ -136,13 +143,28 @@ class Worker(SelfSupervised[WorkerState, WorkerEvent, None, object]):
         super().__init__(name, journal=recorder.journal)
         self.life = life
         self.recorder = recorder
+        self._began = False
 
     @classmethod
     def fsm_spec(cls) -> FsmSpec[WorkerState, WorkerEvent, None, object]:
         return worker_spec()
 
+    def initial_state(self) -> WorkerState:
+        self._cannot("initial_state")
+        return Working()
+
     def initial_context(self) -> None:
-        return None
+        self._cannot("initial_context")
+
+    def build_state_machine(
+        self, initial_state: WorkerState
+    ) -> StateMachine[WorkerState, WorkerEvent, None, object]:
+        self._cannot("build_state_machine")
+        return super().build_state_machine(initial_state)
+
+    def _cannot(self, step: str) -> None:
+        if self.life.cannot_start == step:
+            raise LookupError(f"{self.name}: {step} is broken")
 
     def event_for_action_error(self, msg: str) -> WorkerEvent:
         return Fault(msg)
@@ -150,9 +172,17 @@ class Worker(SelfSupervised[WorkerState, WorkerEvent, None, object]):
     async def dispatch_state(
         self, state: WorkerState, ctx: None
     ) -> EventLoopDirective[WorkerEvent]:
+        if not self._began:
+            self._began = True
+            self.recorder.log(self.name, "running")
         match state:
             case Working():
-                await anyio.sleep(self.life.lasts)
+                try:
+                    await anyio.sleep(self.life.lasts)
+                except anyio.get_cancelled_exc_class():
+                    with anyio.CancelScope(shield=True):
+                        await anyio.sleep(self.life.ignores_stop)
+                    raise
                 if self.life.crashes:
                     raise RuntimeError(f"{self.name} crashed")
                 return Trigger(Finish())

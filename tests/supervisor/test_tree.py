@@ -1,6 +1,6 @@
 """Supervision trees: strategies, restart types, intensity, backoff, orderly shutdown,
-nesting. All time is trio's ``MockClock`` (``autojump_clock``), so every expected instant
-below is exact; two tests run on asyncio instead, with no clock assertions."""
+nesting. Every test runs on trio and on asyncio, each under virtual time (trio's
+``MockClock``; a virtual-time asyncio loop), so every expected instant below is exact."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import random
 
 import anyio
 import pytest
-import trio
-from trio.testing import MockClock
 
 from fsmflow.cli import main as cli_main
 from fsmflow.supervisor import (
@@ -35,6 +33,7 @@ from fsmflow.supervisor import (
     TreeState,
 )
 
+from ._tree_clock import each_backend_mock_clock
 from ._tree_workers import FOREVER, Finished, Life, Recorder, Worker
 
 FAILED = ExitKind.FAILED
@@ -51,13 +50,13 @@ async def run_until_shutdown(tree: SupervisionTree, after: float) -> RunOutcome[
     """Run ``tree`` and ask for an orderly shutdown ``after`` seconds."""
 
     async def shut_down_later() -> None:
-        await trio.sleep(after)
+        await anyio.sleep(after)
         tree.shutdown()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(shut_down_later)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(shut_down_later)
         outcome = await tree.run()
-        nursery.cancel_scope.cancel()
+        tasks.cancel_scope.cancel()
     return outcome
 
 
@@ -76,8 +75,9 @@ def workers(recorder: Recorder, *ids: str, **lives: tuple[Life, ...]) -> list[Ch
         (RestartStrategy.REST_FOR_ONE, ["d", "c"], ["b", "c", "d"]),
     ],
 )
+@each_backend_mock_clock
 async def test_strategy_decides_which_children_restart_and_in_which_order(
-    autojump_clock: MockClock, strategy: RestartStrategy, stopped: list[str], restarted: list[str]
+    strategy: RestartStrategy, stopped: list[str], restarted: list[str]
 ) -> None:
     recorder = Recorder()
     children = workers(recorder, "a", "b", "c", "d", b=(Life(lasts=1), FOREVER))
@@ -104,9 +104,8 @@ async def test_strategy_decides_which_children_restart_and_in_which_order(
     }
 
 
-async def test_a_grouped_restart_stops_temporary_siblings_for_good(
-    autojump_clock: MockClock,
-) -> None:
+@each_backend_mock_clock
+async def test_a_grouped_restart_stops_temporary_siblings_for_good() -> None:
     recorder = Recorder()
     children = [
         ChildSpec("a", recorder.factory("a")),
@@ -121,29 +120,52 @@ async def test_a_grouped_restart_stops_temporary_siblings_for_good(
 
     assert tree.history[0].restarted == ("a", "b")
     assert recorder.of("start")[3:] == [(1.5, "a"), (1.5, "b")]
-    temp = tree.child_status("temp")
-    assert not temp.running and temp.restarts == 0
-    assert temp.last_outcome is not None and temp.last_outcome.exit is CANCELLED
+    assert recorder.completions("temp") == [CANCELLED]
+    # As in OTP, the tree forgets a temporary child once the group restart stopped it.
+    assert [s.child_id for s in tree.which_children()] == ["a", "b"]
 
 
-async def test_a_child_that_ended_for_good_stays_out_of_later_group_restarts(
-    autojump_clock: MockClock,
-) -> None:
+@each_backend_mock_clock
+async def test_a_temporary_child_that_ended_is_forgotten() -> None:
     recorder = Recorder()
     children = [
-        ChildSpec(
-            "done", recorder.factory("done", Life(lasts=1, crashes=False)), RestartType.TRANSIENT
-        ),
-        ChildSpec("b", recorder.factory("b", Life(lasts=2), FOREVER)),
+        ChildSpec("a", recorder.factory("a")),
+        ChildSpec("temp", recorder.factory("temp", Life(lasts=1)), RestartType.TEMPORARY),
     ]
-    tree = SupervisionTree(
-        "tree", children, strategy=RestartStrategy.ONE_FOR_ALL, backoff=HALF_SECOND
-    )
+    tree = SupervisionTree("tree", children)
 
     await run_until_shutdown(tree, 5)
 
-    assert tree.history[0].restarted == ("b",)
-    assert [child for _, child in recorder.of("start")] == ["done", "b", "b"]
+    assert [s.child_id for s in tree.which_children()] == ["a"]
+    assert tree.history == ()
+
+
+@pytest.mark.parametrize("strategy", [RestartStrategy.ONE_FOR_ALL, RestartStrategy.REST_FOR_ONE])
+@each_backend_mock_clock
+async def test_a_group_restart_brings_back_a_transient_child_that_ended_normally(
+    strategy: RestartStrategy,
+) -> None:
+    """OTP's rule: a group restart starts every child whose spec the tree holds, and a
+    transient child that ended normally keeps its spec."""
+    recorder = Recorder()
+    children = [
+        ChildSpec(
+            "done",
+            recorder.factory("done", Life(lasts=1, crashes=False), FOREVER),
+            RestartType.TRANSIENT,
+        ),
+        ChildSpec("b", recorder.factory("b", Life(lasts=2), FOREVER)),
+    ]
+    tree = SupervisionTree("tree", children, strategy=strategy, backoff=HALF_SECOND)
+
+    await run_until_shutdown(tree, 5)
+
+    expected = ("done", "b") if strategy is RestartStrategy.ONE_FOR_ALL else ("b",)
+    assert tree.history[0].restarted == expected
+    starts = recorder.of("start")
+    assert starts[:2] == [(0.0, "done"), (0.0, "b")]
+    assert starts[2:] == [(2.5, child) for child in expected]
+    assert recorder.completions("done")[0] is TERMINATED
 
 
 # -- restart types ----------------------------------------------------------------------
@@ -160,8 +182,9 @@ async def test_a_child_that_ended_for_good_stays_out_of_later_group_restarts(
         (RestartType.TEMPORARY, False, False),
     ],
 )
+@each_backend_mock_clock
 async def test_restart_type_decides_whether_an_exit_is_restarted(
-    autojump_clock: MockClock, restart: RestartType, crashes: bool, restarted: bool
+    restart: RestartType, crashes: bool, restarted: bool
 ) -> None:
     recorder = Recorder()
     life = Life(lasts=1, crashes=crashes)
@@ -181,20 +204,21 @@ async def test_restart_type_decides_whether_an_exit_is_restarted(
 @pytest.mark.parametrize(
     ("restart", "restarted"), [(RestartType.PERMANENT, True), (RestartType.TRANSIENT, False)]
 )
+@each_backend_mock_clock
 async def test_a_child_cancelled_by_someone_else_ended_normally(
-    autojump_clock: MockClock, restart: RestartType, restarted: bool
+    restart: RestartType, restarted: bool
 ) -> None:
     recorder = Recorder()
     tree = SupervisionTree(
         "tree", [ChildSpec("x", recorder.factory("x"), restart=restart)], backoff=HALF_SECOND
     )
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(tree.run)
-        await trio.sleep(1)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(tree.run)
+        await anyio.sleep(1)
         handle = tree.child_handle("x")
         assert handle is not None
         handle.cancel()
-        await trio.sleep(1)
+        await anyio.sleep(1)
         assert tree.child_status("x").running is restarted
         tree.shutdown()
 
@@ -204,9 +228,8 @@ async def test_a_child_cancelled_by_someone_else_ended_normally(
 # -- intensity ------------------------------------------------------------------------
 
 
-async def test_exceeding_the_intensity_stops_children_in_reverse_order_and_fails_upward(
-    autojump_clock: MockClock,
-) -> None:
+@each_backend_mock_clock
+async def test_exceeding_the_intensity_stops_children_in_reverse_order_and_fails_upward() -> None:
     recorder = Recorder()
     tree = SupervisionTree(
         "tree",
@@ -242,8 +265,9 @@ async def test_exceeding_the_intensity_stops_children_in_reverse_order_and_fails
 
 
 @pytest.mark.parametrize(("period", "fails_at"), [(5.0, None), (7.0, 9.0)])
+@each_backend_mock_clock
 async def test_the_intensity_window_slides_on_the_loop_clock(
-    autojump_clock: MockClock, period: float, fails_at: float | None
+    period: float, fails_at: float | None
 ) -> None:
     recorder = Recorder()
     tree = SupervisionTree(
@@ -260,13 +284,14 @@ async def test_the_intensity_window_slides_on_the_loop_clock(
     else:
         with pytest.raises(RestartIntensityExceeded):
             await tree.run()
-        assert trio.current_time() == fails_at
+        assert anyio.current_time() == fails_at
 
 
 # -- backoff --------------------------------------------------------------------------
 
 
-async def test_backoff_grows_exponentially_up_to_its_maximum(autojump_clock: MockClock) -> None:
+@each_backend_mock_clock
+async def test_backoff_grows_exponentially_up_to_its_maximum() -> None:
     recorder = Recorder()
     tree = SupervisionTree(
         "tree",
@@ -282,7 +307,8 @@ async def test_backoff_grows_exponentially_up_to_its_maximum(autojump_clock: Moc
     assert outcome.final_state == Stopped()  # shut down while the last restart waited
 
 
-async def test_backoff_jitter_comes_from_the_injected_random(autojump_clock: MockClock) -> None:
+@each_backend_mock_clock
+async def test_backoff_jitter_comes_from_the_injected_random() -> None:
     backoff = RestartBackoff(initial=1, factor=2, maximum=8, jitter=0.5)
     expected_rng = random.Random(42)
     expected = [backoff.delay(n, expected_rng) for n in range(4)]
@@ -305,41 +331,12 @@ async def test_backoff_jitter_comes_from_the_injected_random(autojump_clock: Moc
     assert len(set(expected)) == 4 and expected != [1.0, 2.0, 4.0, 8.0]
 
 
-def test_backoff_delay_and_validation() -> None:
-    plain = RestartBackoff(initial=1, factor=3, maximum=10, jitter=0)
-    assert [plain.delay(n, random.Random(0)) for n in range(4)] == [1, 3, 9, 10]
-    jittery = RestartBackoff(initial=4, maximum=4, jitter=0.25)
-    rng = random.Random(1)
-    assert all(3 <= jittery.delay(n, rng) <= 5 for n in range(50))
-    assert RestartBackoff(initial=0).delay(5, rng) == 0
-    for bad in (
-        {"initial": -1},
-        {"initial": 2, "maximum": 1},
-        {"factor": 0.5},
-        {"jitter": 1.0},
-    ):
-        with pytest.raises(ValueError):
-            RestartBackoff(**bad)
-
-
-def test_configuration_is_validated() -> None:
-    with pytest.raises(ValueError, match="max_restarts"):
-        RestartIntensity(max_restarts=-1)
-    with pytest.raises(ValueError, match="period"):
-        RestartIntensity(period=0)
-    with pytest.raises(ValueError, match="shutdown_timeout"):
-        ChildSpec("x", Recorder().factory("x"), shutdown_timeout=-1)
-    with pytest.raises(ValueError, match="duplicate child ids x"):
-        SupervisionTree("tree", [ChildSpec("x", Recorder().factory("x"))] * 2)
-    with pytest.raises(ValueError, match="history_limit"):
-        SupervisionTree("tree", [], history_limit=0)
-
-
 # -- orderly shutdown -------------------------------------------------------------------
 
 
+@each_backend_mock_clock
 async def test_orderly_shutdown_gives_each_child_its_own_deadline(
-    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     recorder = Recorder()
     children = [
@@ -352,9 +349,10 @@ async def test_orderly_shutdown_gives_each_child_its_own_deadline(
     with caplog.at_level(logging.WARNING, logger="fsmflow.supervisor"):
         outcome = await run_until_shutdown(tree, 10)
 
-    assert outcome.exit is TERMINATED and outcome.final_state == Stopped()
-    # c stops at once; b ignores cancellation past its 1s deadline, so the tree moves on
-    # to a at 11; a lingers 2s, within its 5s.
+    assert outcome.exit is TERMINATED
+    assert outcome.final_state == Stopped("shutdown requested", abandoned=("b",))
+    # c stops at once; b ignores cancellation past its 1s deadline, so the tree abandons
+    # it and moves on to a at 11; a lingers 2s, within its 5s.
     assert recorder.of("stopping") == [(10.0, "c"), (10.0, "b"), (11.0, "a")]
     assert recorder.exits() == [
         (10.0, "c", CANCELLED),
@@ -362,13 +360,14 @@ async def test_orderly_shutdown_gives_each_child_its_own_deadline(
         (14.0, "b", CANCELLED),
     ]
     # No child outlives the tree: its run returns once b, left behind, has finished.
-    assert trio.current_time() == 14.0
+    assert anyio.current_time() == 14.0
     assert any("'b' did not stop within" in r.getMessage() for r in caplog.records)
     assert recorder.completions("tree") == [TERMINATED]
-    assert tree.watcher.closed and tree.state == Stopped()
+    assert tree.watcher.closed and tree.state == outcome.final_state
 
 
-async def test_shutdown_before_the_run_starts_no_child(autojump_clock: MockClock) -> None:
+@each_backend_mock_clock
+async def test_shutdown_before_the_run_starts_no_child() -> None:
     recorder = Recorder()
     tree = SupervisionTree("tree", workers(recorder, "a", "b"))
     tree.shutdown()
@@ -381,19 +380,20 @@ async def test_shutdown_before_the_run_starts_no_child(autojump_clock: MockClock
     assert [s.running for s in tree.children_status()] == [False, False]
 
 
-async def test_the_watcher_follows_the_tree(autojump_clock: MockClock) -> None:
+@each_backend_mock_clock
+async def test_the_watcher_follows_the_tree() -> None:
     recorder = Recorder()
     tree = SupervisionTree(
         "tree", workers(recorder, "x", x=(Life(lasts=1), FOREVER)), backoff=HALF_SECOND
     )
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(tree.run)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(tree.run)
         restarting = await tree.watcher.wait_for(lambda s: isinstance(s, Restarting))
         assert isinstance(restarting, Restarting)
         assert [(p.child_id, p.due) for p in restarting.pending] == [("x", 1.5)]
         assert not tree.child_status("x").running
         await tree.watcher.wait_for(lambda s: isinstance(s, Running))
-        assert trio.current_time() == 1.5
+        assert anyio.current_time() == 1.5
         assert tree.child_status("x").running and tree.child_status("x").restarts == 1
         tree.shutdown()
     assert tree.watcher.closed and tree.watcher.current() == Stopped()
@@ -402,9 +402,8 @@ async def test_the_watcher_follows_the_tree(autojump_clock: MockClock) -> None:
 # -- completion events, factories -------------------------------------------------------
 
 
-async def test_a_crashing_child_writes_one_completion_event_per_run(
-    autojump_clock: MockClock,
-) -> None:
+@each_backend_mock_clock
+async def test_a_crashing_child_writes_one_completion_event_per_run() -> None:
     recorder = Recorder()
     crash = Life(lasts=1)
     tree = SupervisionTree(
@@ -421,15 +420,16 @@ async def test_a_crashing_child_writes_one_completion_event_per_run(
     assert recorder.completions("tree") == [TERMINATED]
 
 
-async def test_a_factory_that_raises_is_a_failed_run(autojump_clock: MockClock) -> None:
+@each_backend_mock_clock
+async def test_a_restart_whose_factory_raises_is_a_failed_run() -> None:
     recorder = Recorder()
-    make = recorder.factory("x")
+    make = recorder.factory("x", Life(lasts=1), FOREVER)
     calls = 0
 
     def flaky_factory() -> Worker:
         nonlocal calls
         calls += 1
-        if calls == 1:
+        if calls == 2:
             raise OSError("no connection")
         return make()
 
@@ -447,15 +447,20 @@ async def test_a_factory_that_raises_is_a_failed_run(autojump_clock: MockClock) 
 
     await run_until_shutdown(tree, 5)
 
-    (record,) = tree.history
-    assert (record.exit, record.at) == (FAILED, 0.0)
-    assert record.error is not None and "could not start: OSError: no connection" in record.error
-    assert recorder.of("start") == [(0.5, "x")]
-    assert contexts == 1
-    assert recorder.completions("x") == [CANCELLED]  # the failed start wrote none
+    first, second = tree.history
+    assert (first.exit, first.at, first.delay) == (FAILED, 1.0, 0.5)
+    # The failed restart counts toward the intensity and backs off further.
+    assert (second.exit, second.at, second.delay) == (FAILED, 1.5, 1.0)
+    assert second.error is not None
+    assert "could not start: OSError: no connection" in second.error
+    assert recorder.of("start") == [(0.0, "x"), (2.5, "x")]
+    assert contexts == 2
+    assert recorder.completions("x") == [FAILED, CANCELLED]  # the failed start wrote none
+    assert tree.child_status("x").restarts == 2
 
 
-async def test_the_child_spec_initial_state_is_used(autojump_clock: MockClock) -> None:
+@each_backend_mock_clock
+async def test_the_child_spec_initial_state_is_used() -> None:
     recorder = Recorder()
     tree = SupervisionTree(
         "tree",
@@ -487,9 +492,8 @@ class FaultyTree(SupervisionTree):
         return await super().dispatch_state(state, ctx)
 
 
-async def test_a_fault_of_the_tree_itself_stops_children_then_fails(
-    autojump_clock: MockClock,
-) -> None:
+@each_backend_mock_clock
+async def test_a_fault_of_the_tree_itself_stops_children_then_fails() -> None:
     recorder = Recorder()
     tree = FaultyTree("tree", workers(recorder, "a", "b"))
 
@@ -504,9 +508,8 @@ async def test_a_fault_of_the_tree_itself_stops_children_then_fails(
 # -- nesting --------------------------------------------------------------------------
 
 
-async def test_an_inner_tree_that_gives_up_is_restarted_by_the_outer_one(
-    autojump_clock: MockClock,
-) -> None:
+@each_backend_mock_clock
+async def test_an_inner_tree_that_gives_up_is_restarted_by_the_outer_one() -> None:
     recorder = Recorder()
     make_worker = recorder.factory("w", Life(lasts=1))
 
@@ -541,9 +544,8 @@ async def test_an_inner_tree_that_gives_up_is_restarted_by_the_outer_one(
     assert outer.child_status("steady").restarts == 0
 
 
-async def test_an_orderly_shutdown_reaches_into_inner_trees_in_order(
-    autojump_clock: MockClock,
-) -> None:
+@each_backend_mock_clock
+async def test_an_orderly_shutdown_reaches_into_inner_trees_in_order() -> None:
     recorder = Recorder()
 
     def make_inner() -> SupervisionTree:
@@ -584,62 +586,3 @@ def test_the_spec_is_reachable_from_the_class_and_draws(
     assert cli_main(["diagram", "fsmflow.supervisor:SupervisionTree"]) == 0
     diagram = capsys.readouterr().out
     assert "Restarting" in diagram and "ChildExited" in diagram
-
-
-# -- asyncio ----------------------------------------------------------------------------
-
-
-def test_restarts_and_shutdown_on_asyncio() -> None:
-    recorder = Recorder()
-    crash = Life(lasts=0)
-    tree = SupervisionTree(
-        "tree",
-        [
-            ChildSpec("flaky", recorder.factory("flaky", crash, crash, FOREVER)),
-            ChildSpec("steady", recorder.factory("steady")),
-        ],
-        backoff=AT_ONCE,
-        journal=recorder.journal,
-    )
-
-    async def body() -> RunOutcome[TreeState]:
-        async with anyio.create_task_group() as tasks:
-            result: list[RunOutcome[TreeState]] = []
-
-            async def run() -> None:
-                result.append(await tree.run())
-
-            tasks.start_soon(run)
-            await tree.watcher.wait_for(
-                lambda s: isinstance(s, Running) and tree.child_status("flaky").restarts == 2
-            )
-            tree.shutdown()
-        return result[0]
-
-    outcome = anyio.run(body, backend="asyncio")
-
-    assert outcome.exit is TERMINATED
-    assert [(r.child_id, r.exit) for r in tree.history] == [("flaky", FAILED)] * 2
-    assert recorder.completions("flaky") == [FAILED, FAILED, CANCELLED]
-    assert recorder.completions("steady") == [CANCELLED]
-    assert tree.child_status("steady").restarts == 0
-
-
-def test_intensity_exceeded_on_asyncio() -> None:
-    recorder = Recorder()
-    tree = SupervisionTree(
-        "tree",
-        workers(recorder, "steady", "flaky", flaky=(Life(lasts=0),)),
-        intensity=RestartIntensity(max_restarts=2, period=60),
-        backoff=AT_ONCE,
-    )
-
-    async def body() -> None:
-        await tree.run()
-
-    with pytest.raises(RestartIntensityExceeded) as info:
-        anyio.run(body, backend="asyncio")
-
-    assert [r.restarted for r in info.value.history] == [("flaky",), ("flaky",), ()]
-    assert recorder.completions("steady") == [CANCELLED]
-    assert recorder.completions("flaky") == [FAILED] * 3
