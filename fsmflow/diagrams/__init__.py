@@ -21,8 +21,7 @@ The ``fsmflow diagram MODULE:ATTR`` command and ``python -m fsmflow.diagrams._do
 regenerates the docs' diagrams) find what to draw with :func:`load_target`.
 """
 
-from ._export import DiagramToolMissing, render, to_dot, to_mermaid
-from ._flowchart import (
+from .._flowchart import (
     EdgeStyle,
     Flowchart,
     FlowEdge,
@@ -34,6 +33,7 @@ from ._flowchart import (
     flowchart_to_dot,
     flowchart_to_mermaid,
 )
+from ._export import DiagramToolMissing, render, to_dot, to_mermaid
 from ._model import ANY_STATE_LABEL, UNHANDLED_LABEL, DiagramSubject
 from ._targets import DiagramTargetError, load_target, resolve_target
 

@@ -16,7 +16,7 @@ import graphviz
 from transitions.core import State
 from transitions.extensions.diagrams import GraphMachine
 
-from ._flowchart import Flowchart, SupportsFlowchart, flowchart_to_dot, flowchart_to_mermaid
+from .._flowchart import Flowchart, SupportsFlowchart, flowchart_to_dot, flowchart_to_mermaid
 from ._model import (
     ANY_STATE_ID,
     ANY_STATE_LABEL,

@@ -23,8 +23,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .._flowchart import SupportsFlowchart
 from ..fsm import FsmSpec, StateMachine
-from ._flowchart import SupportsFlowchart
 from ._model import DiagramSubject
 
 _DOTTED = r"[^\W\d]\w*(?:\.[^\W\d]\w*)*"

@@ -64,7 +64,7 @@ from ._tree_values import (
 from ._watcher import StateWatcher
 
 if TYPE_CHECKING:
-    from ..diagrams import Flowchart
+    from .._flowchart import Flowchart
 
 # The defaults are frozen values, so one instance serves every tree.
 DEFAULT_INTENSITY = RestartIntensity()

@@ -8,13 +8,13 @@ with its own children below it, to any depth. A pool draws its first
 :data:`POOL_CHILDREN_DRAWN` children and sums up the rest in one node, so the picture of
 a pool of thousands stays readable.
 
-Imported lazily by ``flowchart()``: the supervisor layer draws through the diagrams
-layer only when asked to.
+Imported by ``TreeBase.flowchart()`` when called, because this module needs the tree
+classes (to tell a pool and a nested tree apart) and they are defined beside it.
 """
 
 from __future__ import annotations
 
-from ..diagrams import Flowchart, FlowEdge, FlowNode, NodeClass, NodeShape
+from .._flowchart import Flowchart, FlowEdge, FlowNode, NodeClass, NodeShape
 from ._records import ExitKind
 from ._tree_base import TreeBase
 from ._tree_context import Child

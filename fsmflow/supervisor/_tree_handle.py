@@ -22,7 +22,7 @@ from ._tree_values import ChildCounts, ChildSpec, ChildStatus, RestartRecord
 from ._watcher import StateWatcher
 
 if TYPE_CHECKING:
-    from ..diagrams import Flowchart
+    from .._flowchart import Flowchart
     from ._tree import SupervisionTree
     from ._tree_base import TreeBase
     from ._tree_pool import SupervisorPool

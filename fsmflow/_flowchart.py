@@ -1,5 +1,9 @@
 """Flowcharts: the one picture model of every engine that is not a bare state machine.
 
+It lives at the bottom of the package (it needs nothing but attrs) so that every layer,
+the supervisor's trees included, can describe itself without importing the diagrams
+layer; :mod:`fsmflow.diagrams` re-exports it and draws from it.
+
 A graph executor's nodes and edges, a DAG's processors, a supervision tree's children:
 each engine describes itself as a :class:`Flowchart` (nodes with multi-line labels and a
 shape, edges with an optional label and a line style, optional groups, a set of node
