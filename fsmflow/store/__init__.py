@@ -7,6 +7,8 @@ Engines persist versioned key/value records, append-only logs and checkpoints th
 (cattrs to JSON, registered types only): never pickle, never a class chosen by stored data.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._codec import Codec
 from ._errors import (
     BackendError,
@@ -45,6 +47,23 @@ from ._protocols import (
 from ._sqlite import SCHEMA_VERSION, Durability, SqliteStore
 from ._typed import TypedKeyValue, TypedLog
 
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresStore needs psycopg (the ``postgres`` extra); import it only when asked.
+    if name == "PostgresStore":
+        try:
+            from ._postgres import PostgresStore
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise ImportError(
+                "PostgresStore needs psycopg 3: pip install 'fsmflow[postgres]'"
+            ) from exc
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "SCHEMA_VERSION",
     "Append",
@@ -71,6 +90,7 @@ __all__ = [
     "NotificationStore",
     "Notify",
     "OfferLease",
+    "PostgresStore",
     "Put",
     "ReleaseLease",
     "Remove",
