@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import enum
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -109,7 +109,7 @@ class Request(Generic[Conn]):
 
 #: Applies a group's work in one transaction: calls ``succeed`` or ``fail`` on every
 #: request, never raises, and is not cancelled (it runs to completion).
-Execute = Callable[[list[Request[Any]]], Awaitable[None]]
+Execute = Callable[[list[Request[Any]]], Coroutine[Any, Any, None]]
 #: Applies a group at once on the event loop's thread when it can do so without blocking
 #: (returns ``True``, every request settled), or does nothing and returns ``False``.
 ExecuteNow = Callable[[list[Request[Any]]], bool]
@@ -117,6 +117,23 @@ ExecuteNow = Callable[[list[Request[Any]]], bool]
 
 def _never_now(group: list[Request[Any]]) -> bool:
     return False
+
+
+async def _settle_on_asyncio(execution: Coroutine[Any, Any, None]) -> None:
+    """Run ``execution`` to its end even if the caller is cancelled meanwhile — by an
+    anyio scope (shielded) or by asyncio's native ``task.cancel()``, which pierces
+    shields and is therefore caught and re-raised once the execution has finished."""
+    task = asyncio.ensure_future(execution)
+    cancelled: BaseException | None = None
+    with anyio.CancelScope(shield=True):
+        while not task.done():
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+    task.result()
+    if cancelled is not None:
+        raise cancelled
 
 
 class GroupCommit:
@@ -177,8 +194,11 @@ class GroupCommit:
         group = self._take()
         try:
             if not self._execute_now(group):
-                with anyio.CancelScope(shield=True):
-                    await self._execute(group)
+                if on_trio:
+                    with trio.CancelScope(shield=True):
+                        await self._execute(group)
+                else:
+                    await _settle_on_asyncio(self._execute(group))
                 # A cancellation that arrived while the group ran is delivered now, like
                 # a follower's: the caller does not learn the outcome of work it cancelled.
                 await anyio.lowlevel.checkpoint_if_cancelled()

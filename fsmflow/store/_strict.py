@@ -15,6 +15,7 @@ import collections.abc
 import enum
 import re
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import cattrs
@@ -72,6 +73,7 @@ def _is_mapping(tp: Any) -> bool:
 def _list_factory(tp: Any, converter: cattrs.Converter) -> Any:
     origin = _origin(tp)
     args = typing.get_args(tp)
+    inner: Callable[[Any, Any], Any]
     if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
         inner = converter.gen_structure_hetero_tuple(tp)
     elif origin in (list, collections.abc.MutableSequence):
