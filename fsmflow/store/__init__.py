@@ -20,6 +20,7 @@ from ._errors import (
     StoreError,
     VersionConflict,
 )
+from ._holder import HeldLease, hold_lease, lease_channel
 from ._memory import MemoryStore
 from ._protocols import (
     Append,
@@ -77,6 +78,7 @@ __all__ = [
     "DropLease",
     "Durability",
     "EncodeError",
+    "HeldLease",
     "Fence",
     "KeyValueStore",
     "Lease",
@@ -102,4 +104,6 @@ __all__ = [
     "TypedLog",
     "Versioned",
     "VersionConflict",
+    "hold_lease",
+    "lease_channel",
 ]
