@@ -22,6 +22,7 @@ from ._errors import (
 )
 from ._holder import HeldLease, hold_lease, lease_channel
 from ._memory import MemoryStore
+from ._open import is_postgres_dsn, open_store
 from ._protocols import (
     Append,
     BatchOp,
@@ -105,5 +106,7 @@ __all__ = [
     "Versioned",
     "VersionConflict",
     "hold_lease",
+    "is_postgres_dsn",
     "lease_channel",
+    "open_store",
 ]

@@ -244,5 +244,11 @@ class MemoryStore(SingleOpWrites):
         entries[seq] = value
         self._logs[log] = dict(sorted(entries.items()))
 
+    async def __aenter__(self) -> MemoryStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         await anyio.lowlevel.checkpoint()

@@ -306,3 +306,8 @@ class Store(KeyValueStore, LogStore, CheckpointStore, LeaseStore, NotificationSt
 
     async def aclose(self) -> None:
         """Release the backend's resources; the store is unusable afterwards."""
+
+    async def __aenter__(self) -> Store:
+        """``async with store:`` closes it at the end of the block."""
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
