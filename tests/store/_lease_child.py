@@ -57,4 +57,5 @@ async def main(target: str, schema: str, owner: str, mode: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(anyio.run(main, *sys.argv[1:5]))
+    target, schema, owner, mode = sys.argv[1:5]
+    sys.exit(anyio.run(main, target, schema, owner, mode))
