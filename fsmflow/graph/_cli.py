@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import trio
 
-from ..store import SqliteStore, StoreError
+from ..store import Store, StoreError, is_postgres_dsn, open_store
 from ._checkpoint import inspect_run, list_runs
 from ._errors import GraphError
 
@@ -32,11 +32,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="one line per stored run")
-    listing.add_argument("db", metavar="DB", type=Path, help="the SQLite file")
+    listing.add_argument("db", metavar="DB", help="the SQLite file or a postgresql:// URL")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=functools.partial(_run, listing, _list))
     show = actions.add_parser("show", help="the checkpoints of one run")
-    show.add_argument("db", metavar="DB", type=Path, help="the SQLite file")
+    show.add_argument("db", metavar="DB", help="the SQLite file or a postgresql:// URL")
     show.add_argument("trace_id", metavar="TRACE_ID")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=functools.partial(_run, show, _show))
@@ -46,7 +46,7 @@ def _when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def _list(store: SqliteStore, args: argparse.Namespace) -> list[dict[str, Any]] | str:
+async def _list(store: Store, args: argparse.Namespace) -> list[dict[str, Any]] | str:
     runs = await list_runs(store)
     if args.json:
         return [attrs.asdict(r) for r in runs]
@@ -59,7 +59,7 @@ async def _list(store: SqliteStore, args: argparse.Namespace) -> list[dict[str, 
     return "\n".join(lines) if lines else "no runs"
 
 
-async def _show(store: SqliteStore, args: argparse.Namespace) -> list[dict[str, Any]] | str:
+async def _show(store: Store, args: argparse.Namespace) -> list[dict[str, Any]] | str:
     infos = await inspect_run(store, args.trace_id)
     if not infos:
         raise GraphError(f"no checkpoints for trace {args.trace_id!r}")
@@ -72,13 +72,13 @@ async def _show(store: SqliteStore, args: argparse.Namespace) -> list[dict[str, 
     )
 
 
-async def _query(path: Path, command: Any, args: argparse.Namespace) -> Any:
-    async with await SqliteStore.open(path) as store:
+async def _query(path: str, command: Any, args: argparse.Namespace) -> Any:
+    async with await open_store(path) as store:
         return await command(store, args)
 
 
 def _run(parser: argparse.ArgumentParser, command: Any, args: argparse.Namespace) -> int:
-    if not args.db.is_file():
+    if not is_postgres_dsn(args.db) and not Path(args.db).is_file():
         parser.error(f"{args.db} does not exist")
     try:
         output = trio.run(_query, args.db, command, args)

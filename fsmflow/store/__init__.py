@@ -7,6 +7,8 @@ Engines persist versioned key/value records, append-only logs and checkpoints th
 (cattrs to JSON, registered types only): never pickle, never a class chosen by stored data.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._codec import Codec
 from ._errors import (
     BackendError,
@@ -18,7 +20,9 @@ from ._errors import (
     StoreError,
     VersionConflict,
 )
+from ._holder import HeldLease, hold_lease, lease_channel
 from ._memory import MemoryStore
+from ._open import is_postgres_dsn, open_store
 from ._protocols import (
     Append,
     BatchOp,
@@ -30,8 +34,11 @@ from ._protocols import (
     KeyValueStore,
     Lease,
     LeaseStore,
+    Listener,
     LogEntry,
     LogStore,
+    NotificationStore,
+    Notify,
     OfferLease,
     Put,
     ReleaseLease,
@@ -41,6 +48,23 @@ from ._protocols import (
 )
 from ._sqlite import SCHEMA_VERSION, Durability, SqliteStore
 from ._typed import TypedKeyValue, TypedLog
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresStore needs psycopg (the ``postgres`` extra); import it only when asked.
+    if name == "PostgresStore":
+        try:
+            from ._postgres import PostgresStore
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise ImportError(
+                "PostgresStore needs psycopg 3: pip install 'fsmflow[postgres]'"
+            ) from exc
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -55,16 +79,21 @@ __all__ = [
     "DropLease",
     "Durability",
     "EncodeError",
+    "HeldLease",
     "Fence",
     "KeyValueStore",
     "Lease",
     "LeaseHeld",
     "LeaseLost",
     "LeaseStore",
+    "Listener",
     "LogEntry",
     "LogStore",
     "MemoryStore",
+    "NotificationStore",
+    "Notify",
     "OfferLease",
+    "PostgresStore",
     "Put",
     "ReleaseLease",
     "Remove",
@@ -76,4 +105,8 @@ __all__ = [
     "TypedLog",
     "Versioned",
     "VersionConflict",
+    "hold_lease",
+    "is_postgres_dsn",
+    "lease_channel",
+    "open_store",
 ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 import anyio.lowlevel
 
 from . import _leases
 from ._errors import VersionConflict
+from ._notify import NotificationHub
 from ._protocols import (
     Append,
     BatchOp,
@@ -17,7 +19,9 @@ from ._protocols import (
     DropLease,
     Fence,
     Lease,
+    Listener,
     LogEntry,
+    Notify,
     OfferLease,
     Put,
     ReleaseLease,
@@ -43,6 +47,7 @@ class MemoryStore(SingleOpWrites):
         self._logs: dict[str, dict[int, bytes]] = {}
         self._log_heads: dict[str, int] = {}
         self._checkpoints: dict[str, dict[int, Checkpoint]] = {}
+        self._hub = NotificationHub()
 
     # -- key / value ------------------------------------------------------------------
 
@@ -150,9 +155,19 @@ class MemoryStore(SingleOpWrites):
             for step in reversed(undo):
                 step()
             raise
+        for op in ops:
+            if isinstance(op, Notify):
+                self._hub.publish(op.channel)
         return results
 
-    def _apply(self, op: BatchOp, undo: list[Callable[[], None]]) -> int | bool:
+    @asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[Listener]:
+        """A listener on ``channel``, woken at once by this store's notifications."""
+        await anyio.lowlevel.checkpoint()
+        async with self._hub.subscribe(channel) as subscription:
+            yield subscription
+
+    def _apply(self, op: BatchOp, undo: list[Callable[[], None]]) -> int | bool | None:
         if isinstance(op, Put):
             key = (op.namespace, op.key)
             old = self._kv.get(key)
@@ -176,6 +191,8 @@ class MemoryStore(SingleOpWrites):
             return seq
         if isinstance(op, OfferLease | ReleaseLease | DropLease):
             return self._apply_lease(op, undo)
+        if isinstance(op, Notify):
+            return None
         entries = self._logs.get(op.log, {})
         if op.seq not in entries:
             return False
@@ -226,6 +243,12 @@ class MemoryStore(SingleOpWrites):
         entries = self._logs[log]
         entries[seq] = value
         self._logs[log] = dict(sorted(entries.items()))
+
+    async def __aenter__(self) -> MemoryStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def aclose(self) -> None:
         await anyio.lowlevel.checkpoint()

@@ -18,6 +18,7 @@ the resource over since. Expiry is measured on the store's own clock
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeAlias
 
 import attrs
@@ -152,7 +153,15 @@ class DropLease:
     resource: str
 
 
-BatchOp: TypeAlias = Put | Delete | Append | Remove | OfferLease | ReleaseLease | DropLease
+@attrs.frozen(slots=True)
+class Notify:
+    """Batch operation: wake the listeners of ``channel`` once the batch has committed
+    (never if it fails). Returns ``None``. See :class:`NotificationStore`."""
+
+    channel: str
+
+
+BatchOp: TypeAlias = Put | Delete | Append | Remove | OfferLease | ReleaseLease | DropLease | Notify
 
 
 class KeyValueStore(Protocol):
@@ -238,16 +247,57 @@ class LeaseStore(Protocol):
         tasks, processes or machines) never take the same lease twice."""
 
 
-class Store(KeyValueStore, LogStore, CheckpointStore, LeaseStore, Protocol):
-    """A complete backend: key/value, logs, checkpoints, leases and atomic batches."""
+class Listener(Protocol):
+    """A subscription to one notification channel (from :meth:`NotificationStore.listen`)."""
+
+    async def wait(self) -> None:
+        """Sleep until the channel is notified; bound it with a cancel scope
+        (``with anyio.move_on_after(5): await listener.wait()``).
+
+        Level-triggered: a notification sent at any time since the listener was opened
+        (or since the previous ``wait`` returned) makes the next ``wait`` return at once,
+        so the usual loop — look for work, then ``wait`` — never misses a wake-up that
+        came in between. Several notifications may be reported as one, and a wait may
+        return spuriously (after a reconnection, say): always re-check the store for work
+        rather than trusting a count.
+        """
+
+
+class NotificationStore(Protocol):
+    """Wake-ups across tasks, processes and machines, so that engines need not poll
+    often: a producer notifies a channel after committing work, idle workers listen.
+
+    How far a notification reaches depends on the backend: on ``MemoryStore`` and within
+    one process on ``SqliteStore`` it arrives at once; ``SqliteStore`` listeners in other
+    processes see it at their next poll (``poll_interval``); on ``PostgresStore`` it is
+    PostgreSQL's LISTEN/NOTIFY and reaches every machine at once. Notifications are
+    hints, never data: they are not stored, and a listener that was not open misses them.
+    """
+
+    async def notify(self, channel: str) -> None:
+        """Wake ``channel``'s listeners now (the same as a batch of one :class:`Notify`)."""
+
+    def listen(self, channel: str) -> AbstractAsyncContextManager[Listener]:
+        """Open a :class:`Listener` on ``channel`` for the ``async with`` block."""
+
+
+class Store(KeyValueStore, LogStore, CheckpointStore, LeaseStore, NotificationStore, Protocol):
+    """A complete backend: key/value, logs, checkpoints, leases, notifications and atomic
+    batches."""
 
     async def write_batch(
         self, ops: Sequence[BatchOp], *, fence: Fence | None = None
     ) -> list[int | bool | None]:
         """Apply ``ops`` atomically, in order; returns per operation the new version
-        (``Put``), the new seq (``Append``) or whether something changed (``Delete``,
-        ``Remove``, ``OfferLease``, ``ReleaseLease``, ``DropLease``). On any error nothing
-        is applied.
+        (``Put``), the new seq (``Append``), whether something changed (``Delete``,
+        ``Remove``, ``OfferLease``, ``ReleaseLease``, ``DropLease``) or ``None``
+        (``Notify``). On any error nothing is applied.
+
+        The caller is resumed once the batch is durable (committed at the store's
+        durability). Cancellation: a batch not yet handed to the backend is withdrawn and
+        the cancellation raised at once; a batch the backend has begun is committed or
+        rolled back whole, and the cancelled caller is resumed (with the cancellation)
+        only after that, without learning which — read the store to find out.
 
         With ``fence``, the batch applies only if the fenced resource's token is still
         the fence's, checked in the same transaction; otherwise it raises
@@ -256,3 +306,8 @@ class Store(KeyValueStore, LogStore, CheckpointStore, LeaseStore, Protocol):
 
     async def aclose(self) -> None:
         """Release the backend's resources; the store is unusable afterwards."""
+
+    async def __aenter__(self) -> Store:
+        """``async with store:`` closes it at the end of the block."""
+
+    async def __aexit__(self, *exc_info: object) -> None: ...

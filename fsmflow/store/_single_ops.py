@@ -1,8 +1,9 @@
 """Single writes as one-operation batches, shared by every backend.
 
 A backend implements :meth:`write_batch` once; ``put``, ``delete``, ``append``,
-``remove`` and ``release_lease`` are that same atomic mechanism with one operation, so the
-single-write and batch paths can never disagree about versions, seqs, conflicts or tokens.
+``remove``, ``release_lease`` and ``notify`` are that same atomic mechanism with one
+operation, so the single-write and batch paths can never disagree about versions, seqs,
+conflicts or tokens.
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from ._errors import LeaseLost
-from ._protocols import Append, BatchOp, Delete, Fence, Lease, Put, ReleaseLease, Remove
+from ._protocols import (
+    Append,
+    BatchOp,
+    Delete,
+    Fence,
+    Lease,
+    Notify,
+    Put,
+    ReleaseLease,
+    Remove,
+)
 
 
 class SingleOpWrites(ABC):
@@ -48,3 +59,6 @@ class SingleOpWrites(ABC):
         except LeaseLost:
             return False
         return True
+
+    async def notify(self, channel: str) -> None:
+        await self.write_batch([Notify(channel)])

@@ -1,10 +1,17 @@
-"""``SqliteStore``: the embedded default backend.
+"""``SqliteStore``: the embedded default backend, for one machine and many processes.
 
-One SQLite file in WAL mode, one connection, and one worker thread at a time (an anyio
-``CapacityLimiter`` of 1): every statement runs off the event loop, and writes are
-serialised without SQLite's busy-waiting. A write that has started is never abandoned on
-cancellation; the cancellation is delivered once the transaction has committed or rolled
-back, so a cancelled caller never leaves a half-written batch.
+One SQLite file in WAL mode, shared safely by every process that opens it: each write is
+a ``BEGIN IMMEDIATE`` transaction, a busy connection waits up to ``busy_timeout`` for
+another process's lock, and readers never block writers.
+
+Writes go through group commit (:mod:`fsmflow.store._group`): writes that arrive
+together share one transaction, each caller's batch atomic on its own. At
+``Durability.NORMAL`` and ``OFF`` a commit writes to the WAL without an fsync, so the
+group is applied on the event loop's thread — no thread hop — unless another process
+holds the lock, in which case the group waits for it on the store's worker thread. At
+``FULL`` every commit fsyncs, so the whole group runs on the worker thread. Reads use
+their own connection on a reader thread. WAL checkpoints (which fsync) run on the worker
+thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -13,32 +20,34 @@ import enum
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
-
-from . import _leases
-from ._errors import BackendError, SchemaError, StoreError, VersionConflict
+from . import _sqlite_sql as sql
+from ._errors import BackendError, SchemaError, StoreError
+from ._group import GroupCommit, Request
+from ._notify import NotificationHub
 from ._protocols import (
-    Append,
     BatchOp,
     Checkpoint,
-    Delete,
-    DropLease,
     Fence,
     Lease,
+    Listener,
     LogEntry,
-    OfferLease,
-    Put,
-    ReleaseLease,
-    Remove,
+    Notify,
     Versioned,
 )
 from ._single_ops import SingleOpWrites
+from ._threads import Worker
 
 T = TypeVar("T")
+
+SCHEMA_VERSION = sql.SCHEMA_VERSION
+
+#: Check the WAL's size after this many commits, and checkpoint it past this many bytes.
+_CHECKPOINT_EVERY = 128
+_CHECKPOINT_WAL_BYTES = 4 << 20
 
 
 class Durability(enum.Enum):
@@ -54,67 +63,104 @@ class Durability(enum.Enum):
     FULL = "FULL"
 
 
-#: Schema migrations: (version, statements). Append only; never edit a released step.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (
-        1,
-        (
-            "CREATE TABLE kv (namespace TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
-            " version INTEGER NOT NULL, PRIMARY KEY (namespace, key)) WITHOUT ROWID",
-            "CREATE TABLE log_heads (log TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)",
-            "CREATE TABLE log (log TEXT NOT NULL, seq INTEGER NOT NULL, value BLOB NOT NULL,"
-            " PRIMARY KEY (log, seq)) WITHOUT ROWID",
-            "CREATE TABLE checkpoints (run_id TEXT NOT NULL, step INTEGER NOT NULL,"
-            " value BLOB NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (run_id, step))"
-            " WITHOUT ROWID",
-        ),
-    ),
-    (
-        2,
-        (
-            "CREATE TABLE leases (resource TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-            " token INTEGER NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID",
-            "CREATE INDEX leases_by_expiry ON leases (expires_at)",
-        ),
-    ),
-)
-SCHEMA_VERSION = MIGRATIONS[-1][0]
-
-
 class SqliteStore(SingleOpWrites):
     """A :class:`Store` in one SQLite file; create it with ``await SqliteStore.open(path)``.
 
-    Use it as an async context manager or call :meth:`aclose`.
+    Use it as an async context manager or call :meth:`aclose`. A store belongs to the
+    event loop that opened it. Every failure surfaces as a :class:`StoreError`:
+    SQLite's own errors as :class:`BackendError` carrying SQLite's message and the file's
+    path, damaged cells as :class:`DecodeError`.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
-        self._db = connection
+    def __init__(
+        self,
+        path: str,
+        writer: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        durability: Durability,
+        busy_timeout: float,
+        poll_interval: float,
+    ) -> None:
         self.path = path
-        self._limiter = anyio.CapacityLimiter(1)
+        self.durability = durability
+        self._writer = writer
+        self._reader = reader
+        self._busy_ms = int(busy_timeout * 1000)
+        self._inline = durability is not Durability.FULL
+        self._poll_interval = poll_interval
+        self._where = f"SqliteStore {path!r}"
+        self._worker = Worker(f"fsmflow-sqlite-writer {path}")
+        self._reads = Worker(f"fsmflow-sqlite-reader {path}")
+        self._group = GroupCommit(self._execute, self._execute_now)
+        self._hub = NotificationHub()
+        self._commits = 0
+        self._checkpointing = False
         self._closed = False
 
     @classmethod
     async def open(
-        cls, path: str | os.PathLike[str], *, durability: Durability = Durability.FULL
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = Durability.FULL,
+        busy_timeout: float = 5.0,
+        poll_interval: float = 0.5,
     ) -> SqliteStore:
         """Open (creating if needed) the database at ``path`` and migrate its schema.
 
-        Raises :class:`SchemaError` when the file was written by a newer schema.
+        ``busy_timeout`` is how long a write waits for another process's lock before
+        failing with ``BackendError("... database is locked")``; ``poll_interval`` is how
+        often a :meth:`listen`-er looks for notifications sent by other processes.
+        Raises :class:`SchemaError` when the file was written by a newer schema and
+        :class:`BackendError` naming the file when it cannot be used (not a database,
+        corrupt, unreadable, on a file system where WAL mode does not work).
         """
         location = os.fspath(path)
+        if location == ":memory:" or location.startswith("file:"):
+            raise ValueError(
+                f"SqliteStore needs a file path, not {location!r}; use MemoryStore for "
+                "a store in memory"
+            )
+        if not (busy_timeout >= 0 and poll_interval > 0):
+            raise ValueError("busy_timeout must be >= 0 and poll_interval > 0 seconds")
+        busy_ms = int(busy_timeout * 1000)
+        inline = durability is not Durability.FULL
 
-        def connect() -> sqlite3.Connection:
-            db = sqlite3.connect(location, isolation_level=None, check_same_thread=False)
+        def connect() -> tuple[sqlite3.Connection, sqlite3.Connection]:
+            writer = _connect(location, busy_ms)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(f"PRAGMA synchronous={durability.value}")
-                _migrate(db, location)
+                mode = writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise BackendError(
+                        f"SqliteStore {location!r}: open",
+                        f"SQLite could not switch the file to WAL mode (it stayed in "
+                        f"{mode!r} mode); a network file system cannot share a SQLite "
+                        "database between processes safely: use a local disk or "
+                        "PostgresStore",
+                    )
+                writer.execute(f"PRAGMA synchronous={durability.value}")
+                # WAL checkpoints fsync: the worker thread runs them (_maybe_checkpoint),
+                # and a reset WAL is cut back to 1 MiB.
+                writer.execute("PRAGMA wal_autocheckpoint=0")
+                writer.execute("PRAGMA journal_size_limit=1048576")
+                sql.migrate(writer, location)
+                if inline:
+                    # The event loop never waits for a lock: it hands a busy group over.
+                    writer.execute("PRAGMA busy_timeout=0")
+                reader = _connect(location, busy_ms)
             except BaseException:
-                db.close()
+                writer.close()
                 raise
-            return db
+            return writer, reader
 
-        return cls(await anyio.to_thread.run_sync(connect), location)
+        opener = Worker(f"fsmflow-sqlite-open {location}")
+        try:
+            writer, reader = await opener.run(connect)
+        except sqlite3.Error as exc:
+            raise sql.backend_error(f"SqliteStore {location!r}: open", exc) from exc
+        finally:
+            await opener.aclose()
+        return cls(location, writer, reader, durability, busy_timeout, poll_interval)
 
     async def __aenter__(self) -> SqliteStore:
         return self
@@ -123,274 +169,238 @@ class SqliteStore(SingleOpWrites):
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Wait for writes in flight, then close the file. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        await anyio.to_thread.run_sync(self._db.close, limiter=self._limiter)
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._closed:
-            raise StoreError(f"SqliteStore {self.path!r} is closed")
         try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
-        except sqlite3.Error as exc:
-            raise BackendError(f"SqliteStore {self.path!r}: {fn.__name__}", str(exc)) from exc
+            await self._group.submit(lambda db: None, "close")  # queued after every write
+        finally:
+            await self._worker.run(self._close_connections)
+        await self._worker.aclose()
+        await self._reads.aclose()
 
-    # -- key / value ------------------------------------------------------------------
+    def _close_connections(self) -> None:
+        self._writer.close()
+        self._reader.close()
 
-    async def get(self, namespace: str, key: str) -> Versioned | None:
-        row = await self._run(
-            _fetchone,
-            self._db,
-            "SELECT value, version FROM kv WHERE namespace=? AND key=?",
-            (namespace, key),
-        )
-        return None if row is None else Versioned(bytes(row[0]), row[1])
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self._where} is closed")
 
-    async def keys(self, namespace: str) -> list[str]:
-        rows = await self._run(
-            _fetchall, self._db, "SELECT key FROM kv WHERE namespace=? ORDER BY key", (namespace,)
-        )
-        return [r[0] for r in rows]
+    # -- writes -----------------------------------------------------------------------
 
-    # -- logs -------------------------------------------------------------------------
+    async def _write(
+        self, work: Callable[[sqlite3.Connection], T], operation: str, channels: tuple[str, ...]
+    ) -> T:
+        self._check_open()
+        return await self._group.submit(work, operation, channels)
 
-    async def read(self, log: str, *, after: int = 0, limit: int | None = None) -> list[LogEntry]:
-        rows = await self._run(
-            _fetchall,
-            self._db,
-            "SELECT seq, value FROM log WHERE log=? AND seq>? ORDER BY seq LIMIT ?",
-            (log, after, -1 if limit is None else limit),
-        )
-        return [LogEntry(r[0], bytes(r[1])) for r in rows]
+    def _execute_now(self, group: list[Request[Any]]) -> bool:
+        """On the event loop: the group at once when no fsync is needed and no other
+        process holds the lock (``busy_timeout`` is 0 on this path)."""
+        if self._inline and sql.run_group(self._writer, group, self._where, wait=False):
+            self._committed(group)
+            return True
+        return False
 
-    async def length(self, log: str) -> int:
-        row = await self._run(_fetchone, self._db, "SELECT COUNT(*) FROM log WHERE log=?", (log,))
-        assert row is not None
-        return int(row[0])
+    async def _execute(self, group: list[Request[Any]]) -> None:
+        await self._worker.run(self._run_group_waiting, group)
+        self._committed(group)
 
-    # -- checkpoints ------------------------------------------------------------------
+    def _committed(self, group: list[Request[Any]]) -> None:
+        for request in group:
+            if request.channels and request.error is None:
+                for channel in request.channels:
+                    self._hub.publish(channel)
+        self._commits += 1
+        if self._commits % _CHECKPOINT_EVERY == 0 and not self._checkpointing:
+            self._maybe_checkpoint()
 
-    async def save_checkpoint(self, run_id: str, step: int, value: bytes) -> None:
-        await self._run(
-            _execute_in_transaction,
-            self._db,
-            "INSERT OR REPLACE INTO checkpoints (run_id, step, value, created_at) VALUES (?,?,?,?)",
-            (run_id, step, value, time.time()),
-        )
+    def _run_group_waiting(self, group: list[Request[Any]]) -> None:
+        """On the worker thread: the group, waiting up to busy_timeout for the lock."""
+        if self._inline:
+            self._writer.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        try:
+            sql.run_group(self._writer, group, self._where, wait=True)
+        finally:
+            if self._inline:
+                self._writer.execute("PRAGMA busy_timeout=0")
 
-    async def latest_checkpoint(self, run_id: str) -> Checkpoint | None:
-        row = await self._run(
-            _fetchone,
-            self._db,
-            "SELECT run_id, step, value, created_at FROM checkpoints WHERE run_id=?"
-            " ORDER BY step DESC LIMIT 1",
-            (run_id,),
-        )
-        return None if row is None else Checkpoint(row[0], row[1], bytes(row[2]), row[3])
+    def _maybe_checkpoint(self) -> None:
+        try:
+            size = os.stat(self.path + "-wal").st_size
+        except OSError:
+            return
+        if size > _CHECKPOINT_WAL_BYTES:
+            self._checkpointing = True
+            self._worker.submit(self._checkpoint)
 
-    async def checkpoints(self, run_id: str) -> list[Checkpoint]:
-        rows = await self._run(
-            _fetchall,
-            self._db,
-            "SELECT run_id, step, value, created_at FROM checkpoints WHERE run_id=? ORDER BY step",
-            (run_id,),
-        )
-        return [Checkpoint(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
-
-    async def runs(self) -> list[str]:
-        rows = await self._run(
-            _fetchall, self._db, "SELECT DISTINCT run_id FROM checkpoints ORDER BY run_id", ()
-        )
-        return [r[0] for r in rows]
-
-    async def delete_run(self, run_id: str) -> int:
-        return await self._run(
-            _execute_in_transaction, self._db, "DELETE FROM checkpoints WHERE run_id=?", (run_id,)
-        )
-
-    # -- leases -----------------------------------------------------------------------
-
-    async def clock(self) -> float:
-        """The machine's wall clock, which every process on this file shares."""
-        return time.time()
-
-    async def acquire_lease(self, resource: str, owner: str, ttl: float) -> Lease:
-        return await self._run(_acquire_lease, self._db, resource, owner, ttl)
-
-    async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
-        return await self._run(_renew_lease, self._db, lease, ttl)
-
-    async def get_lease(self, resource: str) -> Lease | None:
-        return await self._run(_lease_row, self._db, resource)
-
-    async def claim_leases(self, prefix: str, owner: str, ttl: float, *, limit: int) -> list[Lease]:
-        return await self._run(_claim_leases, self._db, prefix, owner, ttl, limit)
-
-    # -- batches ----------------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        """On the worker thread: copy the WAL into the database (PASSIVE: it never waits
+        for, nor blocks, readers and writers) with a connection of its own."""
+        try:
+            db = _connect(self.path, self._busy_ms)
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                db.close()
+        finally:
+            self._checkpointing = False
 
     async def write_batch(
         self, ops: Sequence[BatchOp], *, fence: Fence | None = None
     ) -> list[int | bool | None]:
-        return await self._run(_write_batch, self._db, list(ops), fence)
+        ops = list(ops)
+        channels = tuple(op.channel for op in ops if isinstance(op, Notify))
+        return await self._write(sql.write_batch(ops, fence), "write_batch", channels)
 
+    async def save_checkpoint(self, run_id: str, step: int, value: bytes) -> None:
+        await self._write(sql.save_checkpoint(run_id, step, value), "save_checkpoint", ())
 
-# The functions below run in the worker thread.
+    async def delete_run(self, run_id: str) -> int:
+        return await self._write(sql.delete_run(run_id), "delete_run", ())
 
+    async def acquire_lease(self, resource: str, owner: str, ttl: float) -> Lease:
+        return await self._write(sql.acquire_lease(resource, owner, ttl), "acquire_lease", ())
 
-def _fetchone(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> Any:
-    return db.execute(sql, params).fetchone()
+    async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        return await self._write(sql.renew_lease(lease, ttl), "renew_lease", ())
 
+    async def claim_leases(self, prefix: str, owner: str, ttl: float, *, limit: int) -> list[Lease]:
+        work = sql.claim_leases(prefix, owner, ttl, limit)
+        return await self._write(work, "claim_leases", ())
 
-def _fetchall(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
-    return db.execute(sql, params).fetchall()
+    # -- reads ------------------------------------------------------------------------
 
-
-def _execute_in_transaction(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
-    return _in_write_transaction(db, lambda: db.execute(sql, params).rowcount)
-
-
-def _in_write_transaction(db: sqlite3.Connection, body: Callable[[], T]) -> T:
-    """``body()`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if it raises."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        result = body()
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _lease_row(db: sqlite3.Connection, resource: str) -> Lease | None:
-    row = db.execute(
-        "SELECT owner, token, expires_at FROM leases WHERE resource=?", (resource,)
-    ).fetchone()
-    return None if row is None else Lease(resource, row[0], row[1], row[2])
-
-
-def _save_lease(db: sqlite3.Connection, lease: Lease) -> None:
-    db.execute(
-        "INSERT INTO leases (resource, owner, token, expires_at) VALUES (?,?,?,?)"
-        " ON CONFLICT (resource) DO UPDATE SET owner=excluded.owner, token=excluded.token,"
-        " expires_at=excluded.expires_at",
-        (lease.resource, lease.owner, lease.token, lease.expires_at),
-    )
-
-
-def _acquire_lease(db: sqlite3.Connection, resource: str, owner: str, ttl: float) -> Lease:
-    def body() -> Lease:
-        lease = _leases.acquired(_lease_row(db, resource), resource, owner, ttl, time.time())
-        _save_lease(db, lease)
-        return lease
-
-    return _in_write_transaction(db, body)
-
-
-def _renew_lease(db: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
-    def body() -> Lease:
-        renewed = _leases.renewed(_lease_row(db, lease.resource), lease, ttl, time.time())
-        _save_lease(db, renewed)
-        return renewed
-
-    return _in_write_transaction(db, body)
-
-
-def _claim_leases(
-    db: sqlite3.Connection, prefix: str, owner: str, ttl: float, limit: int
-) -> list[Lease]:
-    def body() -> list[Lease]:
-        now = time.time()
-        rows = db.execute(
-            "SELECT resource, owner, token, expires_at FROM leases"
-            " WHERE resource >= ? AND resource < ? AND expires_at <= ?"
-            " ORDER BY expires_at, resource LIMIT ?",
-            (prefix, prefix + "\U0010ffff", now, max(0, limit)),
-        ).fetchall()
-        claimed = []
-        for resource, row_owner, token, expires_at in rows:
-            row = Lease(resource, row_owner, token, expires_at)
-            lease = _leases.acquired(row, resource, owner, ttl, now)
-            _save_lease(db, lease)
-            claimed.append(lease)
-        return claimed
-
-    return _in_write_transaction(db, body)
-
-
-def _write_batch(
-    db: sqlite3.Connection, ops: list[BatchOp], fence: Fence | None
-) -> list[int | bool | None]:
-    def body() -> list[int | bool | None]:
-        if fence is not None:
-            _leases.check_fence(_lease_row(db, fence.resource), fence)
-        return [_apply(db, op) for op in ops]
-
-    return _in_write_transaction(db, body)
-
-
-def _apply(db: sqlite3.Connection, op: BatchOp) -> int | bool:
-    if isinstance(op, Put):
-        row = db.execute(
-            "SELECT version FROM kv WHERE namespace=? AND key=?", (op.namespace, op.key)
-        ).fetchone()
-        current = 0 if row is None else int(row[0])
-        if op.expected_version is not None and op.expected_version != current:
-            raise VersionConflict(f"{op.namespace}/{op.key}", op.expected_version, current)
-        db.execute(
-            "INSERT INTO kv (namespace, key, value, version) VALUES (?,?,?,?)"
-            " ON CONFLICT (namespace, key) DO UPDATE SET value=excluded.value,"
-            " version=excluded.version",
-            (op.namespace, op.key, op.value, current + 1),
-        )
-        return current + 1
-    if isinstance(op, Delete):
-        cursor = db.execute("DELETE FROM kv WHERE namespace=? AND key=?", (op.namespace, op.key))
-        return cursor.rowcount > 0
-    if isinstance(op, Append):
-        (seq,) = db.execute(
-            "INSERT INTO log_heads (log, last_seq) VALUES (?, 1) ON CONFLICT (log)"
-            " DO UPDATE SET last_seq=last_seq+1 RETURNING last_seq",
-            (op.log,),
-        ).fetchone()
-        db.execute("INSERT INTO log (log, seq, value) VALUES (?,?,?)", (op.log, seq, op.value))
-        return int(seq)
-    if isinstance(op, Remove):
-        cursor = db.execute("DELETE FROM log WHERE log=? AND seq=?", (op.log, op.seq))
-        return cursor.rowcount > 0
-    return _apply_lease(db, op)
-
-
-def _apply_lease(db: sqlite3.Connection, op: OfferLease | ReleaseLease | DropLease) -> bool:
-    if isinstance(op, DropLease):
-        return db.execute("DELETE FROM leases WHERE resource=?", (op.resource,)).rowcount > 0
-    row = _lease_row(db, op.resource)
-    if isinstance(op, OfferLease):
-        offered = _leases.offered(row, op.resource, op.delay, time.time())
-        if offered is None:
-            return False
-        _save_lease(db, offered)
-        return True
-    _save_lease(db, _leases.released(row, op.resource, op.token, op.delay, time.time()))
-    return True
-
-
-def _migrate(db: sqlite3.Connection, location: str) -> None:
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise SchemaError(
-            f"{location} has schema version {version}, newer than this fsmflow's "
-            f"{SCHEMA_VERSION}; upgrade fsmflow to open it"
-        )
-    for target, statements in MIGRATIONS:
-        if target <= version:
-            continue
-        db.execute("BEGIN IMMEDIATE")
+    async def _read(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        self._check_open()
         try:
-            for statement in statements:
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version={target}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            return await self._reads.run(fn, self._reader, *args)
+        except sqlite3.Error as exc:
+            raise sql.backend_error(f"{self._where}: {operation}", exc) from exc
+
+    async def get(self, namespace: str, key: str) -> Versioned | None:
+        return await self._read("get", _get, namespace, key)
+
+    async def keys(self, namespace: str) -> list[str]:
+        return await self._read("keys", _keys, namespace)
+
+    async def read(self, log: str, *, after: int = 0, limit: int | None = None) -> list[LogEntry]:
+        return await self._read("read", _read_log, log, after, limit)
+
+    async def length(self, log: str) -> int:
+        return await self._read("length", _length, log)
+
+    async def latest_checkpoint(self, run_id: str) -> Checkpoint | None:
+        found = await self._read("latest_checkpoint", _checkpoints, run_id, True)
+        return found[0] if found else None
+
+    async def checkpoints(self, run_id: str) -> list[Checkpoint]:
+        return await self._read("checkpoints", _checkpoints, run_id, False)
+
+    async def runs(self) -> list[str]:
+        return await self._read("runs", _runs)
+
+    async def get_lease(self, resource: str) -> Lease | None:
+        return await self._read("get_lease", sql.lease_row, resource)
+
+    async def clock(self) -> float:
+        """The machine's wall clock, which every process on this file shares."""
+        self._check_open()
+        return time.time()
+
+    # -- notifications ----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[Listener]:
+        """A listener on ``channel``: woken at once by this store's notifications, and
+        every ``poll_interval`` seconds it looks for other processes' (a counter per
+        channel in the file)."""
+        seen = await self._read("listen", _notification_counter, channel)
+
+        async def poll() -> bool:
+            nonlocal seen
+            counter = await self._read("listen", _notification_counter, channel)
+            changed = counter != seen
+            seen = counter
+            return changed
+
+        async with self._hub.subscribe(
+            channel, poll=poll, poll_interval=self._poll_interval
+        ) as subscription:
+            yield subscription
+
+
+def _connect(location: str, busy_ms: int) -> sqlite3.Connection:
+    db = sqlite3.connect(
+        location, isolation_level=None, check_same_thread=False, timeout=busy_ms / 1000
+    )
+    try:
+        # Reading the schema makes a file that is not a database fail here, at open.
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+# The functions below run on the reader thread.
+
+
+def _get(db: sqlite3.Connection, namespace: str, key: str) -> Versioned | None:
+    row = db.execute(
+        "SELECT value, version FROM kv WHERE namespace=? AND key=?", (namespace, key)
+    ).fetchone()
+    if row is None:
+        return None
+    where = f"{namespace}/{key}"
+    return Versioned(sql.blob(row[0], where), sql.integer(row[1], where))
+
+
+def _keys(db: sqlite3.Connection, namespace: str) -> list[str]:
+    rows = db.execute("SELECT key FROM kv WHERE namespace=? ORDER BY key", (namespace,))
+    return [sql.text(r[0], f"{namespace}/?") for r in rows]
+
+
+def _read_log(db: sqlite3.Connection, log: str, after: int, limit: int | None) -> list[LogEntry]:
+    rows = db.execute(
+        "SELECT seq, value FROM log WHERE log=? AND seq>? ORDER BY seq LIMIT ?",
+        (log, after, -1 if limit is None else limit),
+    )
+    entries = []
+    for seq, value in rows:
+        number = sql.integer(seq, f"{log}#?")
+        entries.append(LogEntry(number, sql.blob(value, f"{log}#{number}")))
+    return entries
+
+
+def _length(db: sqlite3.Connection, log: str) -> int:
+    (count,) = db.execute("SELECT COUNT(*) FROM log WHERE log=?", (log,)).fetchone()
+    return int(count)
+
+
+def _checkpoints(db: sqlite3.Connection, run_id: str, latest: bool) -> list[Checkpoint]:
+    query = "SELECT step, value, created_at FROM checkpoints WHERE run_id=?"
+    query += " ORDER BY step DESC LIMIT 1" if latest else " ORDER BY step"
+    found = []
+    for step, value, created_at in db.execute(query, (run_id,)):
+        number = sql.integer(step, f"checkpoint {run_id}@?")
+        where = f"checkpoint {run_id}@{number}"
+        found.append(
+            Checkpoint(run_id, number, sql.blob(value, where), sql.real(created_at, where))
+        )
+    return found
+
+
+def _runs(db: sqlite3.Connection) -> list[str]:
+    rows = db.execute("SELECT DISTINCT run_id FROM checkpoints ORDER BY run_id")
+    return [sql.text(r[0], "checkpoint run id") for r in rows]
+
+
+def _notification_counter(db: sqlite3.Connection, channel: str) -> int:
+    row = db.execute("SELECT counter FROM notifications WHERE channel=?", (channel,)).fetchone()
+    return 0 if row is None else sql.integer(row[0], f"notification counter {channel}")
+
+
+__all__ = ["SCHEMA_VERSION", "Durability", "SchemaError", "SqliteStore"]

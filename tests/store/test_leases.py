@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ import trio
 from fsmflow.store import (
     Append,
     DropLease,
-    Durability,
     Fence,
     Lease,
     LeaseHeld,
@@ -32,19 +30,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store
-    if request.param == "memory":
-        backend = MemoryStore()
-    else:
-        backend = await SqliteStore.open(tmp_path / "leases.sqlite3", durability=Durability.OFF)
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
 
 
 async def _expire(store: Store, lease: Lease) -> None:

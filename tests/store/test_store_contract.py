@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import attrs
@@ -14,9 +13,7 @@ from fsmflow.store import (
     Codec,
     DecodeError,
     Delete,
-    Durability,
     EncodeError,
-    MemoryStore,
     Put,
     Remove,
     SchemaError,
@@ -27,19 +24,6 @@ from fsmflow.store import (
     TypedLog,
     VersionConflict,
 )
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store
-    if request.param == "memory":
-        backend = MemoryStore()
-    else:
-        backend = await SqliteStore.open(tmp_path / "store.sqlite3", durability=Durability.OFF)
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
 
 
 async def test_put_get_versions_and_delete(store: Store) -> None:

@@ -1,0 +1,130 @@
+"""``hold_lease``: own a resource for as long as a block of code runs.
+
+The helper engines use to run under a lease: it acquires (or, as a standby, waits to
+acquire), renews in the background at a fraction of the TTL, and the moment the lease is
+lost it cancels the block and raises :class:`~fsmflow.store.LeaseLost` — so an engine
+never goes on working for a resource someone else now owns. On a clean exit it releases
+the lease and notifies the resource's channel, so a standby takes over at once instead of
+waiting for the TTL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+import anyio
+
+from ._errors import LeaseHeld, LeaseLost, StoreError
+from ._protocols import Fence, Lease, Notify, ReleaseLease, Store
+
+
+def lease_channel(resource: str) -> str:
+    """The notification channel on which a resource's release is announced."""
+    return f"fsmflow.lease:{resource}"
+
+
+class HeldLease:
+    """What the block holding a lease sees: the current lease and whether it was lost."""
+
+    def __init__(self, lease: Lease) -> None:
+        #: The lease as last acquired or renewed (its token never changes while held).
+        self.lease = lease
+        #: Set when the lease was lost (the block is being cancelled).
+        self.lost = anyio.Event()
+        #: Why it was lost: the store's LeaseLost, or the error that kept renewal from
+        #: succeeding until the lease expired.
+        self.error: StoreError | None = None
+
+    @property
+    def fence(self) -> Fence:
+        """Pass this to ``write_batch`` for every write made under the lease."""
+        return self.lease.fence
+
+
+@asynccontextmanager
+async def hold_lease(
+    store: Store,
+    resource: str,
+    owner: str,
+    ttl: float,
+    *,
+    standby: bool = False,
+    renew_every: float | None = None,
+) -> AsyncIterator[HeldLease]:
+    """Hold ``resource`` for ``owner`` while the ``async with`` block runs.
+
+    Acquires the lease (raising :class:`LeaseHeld`, naming the holder, while someone else
+    holds it — or, with ``standby=True``, waiting until the holder releases it or its
+    lease expires). A background task renews it every ``renew_every`` seconds (default
+    ``ttl / 3``). If a renewal finds the lease taken over, or renewals keep failing
+    until the lease must have expired, the block is cancelled, :attr:`HeldLease.lost` is
+    set and the ``async with`` raises that error (:class:`LeaseLost` or the store's
+    :class:`BackendError`); fenced writes the block makes meanwhile are refused by the
+    store anyway. When the block ends, the lease is released (unless lost).
+    """
+    interval = ttl / 3 if renew_every is None else renew_every
+    if not (0 < interval < ttl):
+        raise ValueError(f"renew_every must be between 0 and the ttl ({ttl}), not {interval}")
+    held = HeldLease(await _acquire(store, resource, owner, ttl, standby))
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_renew, store, held, ttl, interval, tg.cancel_scope)
+            try:
+                yield held
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The block's own exception, not wrapped in the renewal task group's.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        raise
+    finally:
+        if held.error is None:
+            await _release(store, held.lease)
+    if held.error is not None:
+        raise held.error
+
+
+async def _release(store: Store, lease: Lease) -> None:
+    """Give the lease up and wake the standbys, even while being cancelled."""
+    release = ReleaseLease(lease.resource, lease.token, math.inf)
+    with anyio.CancelScope(shield=True), suppress(LeaseLost):
+        await store.write_batch([release, Notify(lease_channel(lease.resource))])
+
+
+async def _acquire(store: Store, resource: str, owner: str, ttl: float, standby: bool) -> Lease:
+    if not standby:
+        return await store.acquire_lease(resource, owner, ttl)
+    async with store.listen(lease_channel(resource)) as released:
+        while True:
+            try:
+                return await store.acquire_lease(resource, owner, ttl)
+            except LeaseHeld as held:
+                # Until the holder releases (a notification) or its lease expires.
+                with anyio.move_on_after(min(held.expires_in, ttl) + 0.01):
+                    await released.wait()
+
+
+async def _renew(
+    store: Store, held: HeldLease, ttl: float, interval: float, scope: anyio.CancelScope
+) -> None:
+    renewed_at = anyio.current_time()
+    while True:
+        await anyio.sleep(interval)
+        attempt = anyio.current_time()
+        try:
+            held.lease = await store.renew_lease(held.lease, ttl)
+        except LeaseLost as exc:
+            held.error = exc
+        except StoreError as exc:
+            if anyio.current_time() < renewed_at + ttl - interval:
+                continue  # a transient failure: try again while the lease surely holds
+            held.error = exc
+        else:
+            renewed_at = attempt
+            continue
+        held.lost.set()
+        scope.cancel()
+        return

@@ -1,0 +1,96 @@
+"""``hold_lease``: renew in the background, stop at once when lost, stand by and take over."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from fsmflow.store import (
+    LeaseHeld,
+    LeaseLost,
+    MemoryStore,
+    Put,
+    ReleaseLease,
+    hold_lease,
+)
+from fsmflow.testing import each_backend
+
+
+@each_backend
+async def test_renews_past_the_ttl_and_releases_at_the_end() -> None:
+    store = MemoryStore()
+    async with hold_lease(store, "reactor:r", "a", ttl=0.15) as held:
+        first = held.lease
+        for _ in range(4):
+            await anyio.sleep(0.1)
+            with pytest.raises(LeaseHeld, match="'a'"):
+                await store.acquire_lease("reactor:r", "b", 1)
+        assert held.lease.expires_at > first.expires_at
+        assert held.lease.token == first.token
+        assert await store.write_batch([Put("ns", "k", b"v")], fence=held.fence) == [1]
+    stored = await store.get_lease("reactor:r")
+    assert stored is not None and stored.owner == ""
+    assert (await store.acquire_lease("reactor:r", "b", 1)).token == first.token + 1
+
+
+@each_backend
+async def test_losing_the_lease_cancels_the_block_and_raises() -> None:
+    store = MemoryStore()
+    reached_end = False
+    with pytest.raises(LeaseLost):
+        async with hold_lease(store, "run:1", "a", ttl=0.3, renew_every=0.05) as held:
+            # Someone takes it over (here: releases it under our feet).
+            await store.write_batch([ReleaseLease("run:1", held.lease.token)])
+            await anyio.sleep(5)
+            reached_end = True
+    assert held.lost.is_set() and isinstance(held.error, LeaseLost)
+    assert not reached_end
+
+
+@each_backend
+async def test_the_blocks_own_error_comes_out_unwrapped() -> None:
+    store = MemoryStore()
+    with pytest.raises(KeyError):
+        async with hold_lease(store, "run:2", "a", ttl=1):
+            raise KeyError("mine")
+    assert (await store.acquire_lease("run:2", "b", 1)).owner == "b"
+
+
+@each_backend
+async def test_standby_takes_over_when_the_holder_releases() -> None:
+    store = MemoryStore()
+    order: list[str] = []
+    taken_over = anyio.Event()
+
+    async def standby() -> None:
+        async with hold_lease(store, "reactor:s", "b", ttl=30, standby=True) as held:
+            order.append(f"b holds token {held.lease.token}")
+            taken_over.set()
+
+    async with anyio.create_task_group() as tg:
+        async with hold_lease(store, "reactor:s", "a", ttl=30) as held:
+            order.append(f"a holds token {held.lease.token}")
+            tg.start_soon(standby)
+            await anyio.sleep(0.05)
+            order.append("a leaves")
+        with anyio.fail_after(2):  # woken by the release notification, not the 30 s TTL
+            await taken_over.wait()
+    assert order == ["a holds token 1", "a leaves", "b holds token 2"]
+
+
+@each_backend
+async def test_standby_takes_over_when_the_holder_dies() -> None:
+    store = MemoryStore()
+    await store.acquire_lease("reactor:d", "dead", 0.2)  # never renewed
+    with anyio.fail_after(3):
+        async with hold_lease(store, "reactor:d", "b", ttl=5, standby=True) as held:
+            assert held.lease.owner == "b" and held.lease.token == 2
+
+
+def test_renew_interval_must_be_below_the_ttl() -> None:
+    async def main() -> None:
+        async with hold_lease(MemoryStore(), "r", "a", ttl=1, renew_every=2):
+            pass
+
+    with pytest.raises(ValueError, match="renew_every"):
+        anyio.run(main)
