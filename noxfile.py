@@ -30,11 +30,21 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     session.run(
         "pytest",
+        "-m",
+        "not durability",
         "--cov=fsmflow",
         "--cov-report=term-missing:skip-covered",
         "--cov-fail-under=90",
         *session.posargs,
     )
+
+
+@nox.session
+def durability(session: nox.Session) -> None:
+    """Durable runs under fire: worker processes SIGKILLed at random moments (200+
+    kills), SIGSTOPped past their lease, racing over many runs (tests marked durability)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "durability", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

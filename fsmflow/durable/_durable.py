@@ -302,13 +302,20 @@ async def run_durably(
             await store.release_lease(lease)
             return RunOutcome(supervisor.name, ExitKind.TERMINATED, state, 0, 0, 0)
         wrapped = Durable(supervisor, binding)
-        async with anyio.create_task_group() as tg:
-            keeper.hold(lease, tg.cancel_scope)
-            tg.start_soon(keeper.run)
-            try:
-                outcome = await wrapped.run(state, ctx)
-            finally:
-                tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                keeper.hold(lease, tg.cancel_scope)
+                tg.start_soon(keeper.run)
+                try:
+                    outcome = await wrapped.run(state, ctx)
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # Only the run can fail here (the keeper never raises): surface its error as
+            # the caller would get it from supervisor.run().
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from group.exceptions[0].__cause__
+            raise
         if keeper.lost:
             from ..store import LeaseLost
 

@@ -56,8 +56,10 @@ Undo = Callable[["StepContext", I, T], Awaitable[None]] | Callable[["StepContext
 
 
 def _type_name(tp: object) -> str:
+    """A type's name as the version hash sees it: its qualified name without the module,
+    so the hash does not depend on how the module was imported."""
     if isinstance(tp, type):
-        return f"{tp.__module__}.{tp.__qualname__}"
+        return tp.__qualname__
     return repr(tp)
 
 

@@ -91,7 +91,7 @@ def test_the_output_type_must_match_and_a_compiled_workflow_is_frozen() -> None:
     async def count(ctx: StepContext, n: int) -> int:
         return n
 
-    with pytest.raises(WorkflowDefinitionError, match=r"returns builtins\.int, not the workflow's"):
+    with pytest.raises(WorkflowDefinitionError, match=r"returns int, not the workflow's"):
         flow.compile()
 
     @flow.step(count)
