@@ -53,10 +53,13 @@ class LeaseKeeper:
             await self.renew_all()
 
     async def renew_all(self) -> None:
-        for resource, (lease, scope) in list(self._held.items()):
+        for resource, entry in list(self._held.items()):
+            lease, scope = entry
             try:
                 renewed = await self.store.renew_lease(lease, self.ttl)
             except LeaseLost as exc:
+                if self._held.get(resource) is not entry:
+                    continue  # released by its work meanwhile: nothing was lost
                 self.lost += 1
                 logger.warning("lease lost, stopping its work: %s", exc)
                 self._held.pop(resource, None)
@@ -66,5 +69,5 @@ class LeaseKeeper:
             except StoreError as exc:
                 logger.warning("could not renew %s (will retry): %s", resource, exc)
                 continue
-            if resource in self._held:
+            if self._held.get(resource) is entry:
                 self._held[resource] = (renewed, scope)
