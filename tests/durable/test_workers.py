@@ -244,6 +244,10 @@ async def test_a_stale_worker_cannot_commit_after_a_takeover() -> None:
             return "from A"
         return "from B"
 
+    @flow.step(work)
+    async def finish(ctx: StepContext, n: int, made: str) -> str:
+        return made
+
     handle = await start_run(store, flow, 1)
     async with anyio.create_task_group() as tg:
         a = Worker(store, [flow], lease_ttl=0.1, poll_interval=0.01, concurrency=1)
@@ -260,7 +264,7 @@ async def test_a_stale_worker_cannot_commit_after_a_takeover() -> None:
     assert calls == ["token 1", "token 2"]
     assert a.stats.lost == 1 and a.stats.finished == 0
     shown = await show_durable_run(store, handle.run_id)
-    assert [e["k"] for e in shown["journal"]] == ["out"]  # B's output only
+    assert [e["k"] for e in shown["journal"]] == ["out", "out"]  # B's outputs only
     assert shown["result"] == "from B"
 
 
