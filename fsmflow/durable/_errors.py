@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ._records import RunStatus
+
 
 class DurableError(Exception):
     """Base class of every error raised by :mod:`fsmflow.durable`."""
@@ -44,7 +46,7 @@ class RunFailed(DurableError):
     def __init__(
         self,
         run_id: str,
-        status: object,
+        status: RunStatus,
         error: str | None,
         undone: Sequence[str] = (),
         undo_failed: Sequence[tuple[str, str]] = (),
@@ -54,8 +56,7 @@ class RunFailed(DurableError):
         self.error = error
         self.undone = tuple(undone)
         self.undo_failed = tuple(undo_failed)
-        name = getattr(status, "name", str(status))
-        text = f"durable run {run_id!r} ended {name}"
+        text = f"durable run {run_id!r} ended {status.name}"
         if error:
             text += f": {error}"
         if self.undone:

@@ -156,7 +156,6 @@ async def _run(plan: Plan) -> tuple[RunStatus, int | None, list[str], list[str],
         output: int | None = await handle.result()
         return RunStatus.COMPLETED, output, [], [], log
     except RunFailed as failed:
-        assert isinstance(failed.status, RunStatus)
         return failed.status, None, list(failed.undone), [s for s, _ in failed.undo_failed], log
 
 
