@@ -336,7 +336,9 @@ class Worker:
                 self.stats.handed_back += 1
                 await binding.hand_back(wait)
                 return True
-        journal = await store.read(journal_log(run_id))
+        # A run that never started has an empty journal: skip the read.
+        fresh = record.status is RunStatus.PENDING and record.transitions == 0
+        journal = [] if fresh else await store.read(journal_log(run_id))
         run = WorkflowRun(workflow, binding, journal, self.settings, give_up=give_up)
         state, progress = binding.restore()
         await Durable(run, binding).run(state, progress)
