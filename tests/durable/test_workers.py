@@ -322,3 +322,68 @@ def test_worker_rejects_bad_configuration() -> None:
 
     with pytest.raises(ValueError, match="configured twice differently"):
         Worker(store, [workflows.limited, twin])
+
+
+async def test_a_cancelled_worker_hands_its_runs_back_at_once(store: Store) -> None:
+    """Stopping a worker mid-step releases the run cleanly: another worker resumes it
+    right away (no lease to wait for) and it counts as no recovery."""
+    flow = Workflow("handed", input=int, output=int)
+    entered = anyio.Event()
+    runs: list[int] = []
+
+    @flow.step()
+    async def slow_step(ctx: StepContext, n: int) -> int:
+        runs.append(ctx.token)
+        if len(runs) == 1:
+            entered.set()
+            await anyio.sleep(3600)
+        return n
+
+    handle = await start_run(store, flow, 5)
+    async with running_worker(store, [flow], lease_ttl=3600, queue_backoff=0.0):
+        await entered.wait()
+    async with running_worker(store, [flow], lease_ttl=3600):
+        assert await handle.result() == 5
+    shown = await show_durable_run(store, handle.run_id)
+    assert shown["recoveries"] == 0 and len(runs) == 2
+
+
+async def test_cancel_reaches_a_running_run_at_the_next_step_boundary(store: Store) -> None:
+    flow = Workflow("stoppable", input=int, output=int)
+    in_second = anyio.Event()
+    may_finish = anyio.Event()
+    undone: list[str] = []
+
+    @flow.step()
+    async def first(ctx: StepContext, n: int) -> int:
+        return n
+
+    @first.undo
+    async def undo_first(ctx: StepContext, n: int, out: int) -> None:
+        undone.append("first")
+
+    @flow.step(first)
+    async def second(ctx: StepContext, n: int, a: int) -> int:
+        in_second.set()
+        await may_finish.wait()
+        return a
+
+    @second.undo
+    async def undo_second(ctx: StepContext, n: int, out: int) -> None:
+        undone.append("second")
+
+    @flow.step(second)
+    async def third(ctx: StepContext, n: int, b: int) -> int:
+        undone.append("third ran")  # must not happen
+        return b
+
+    handle = await start_run(store, flow, 1)
+    settings = RunSettings(inline_wait=0.5, poll_interval=0.01, control_interval=0.0)
+    async with running_worker(store, [flow], settings=settings):
+        await in_second.wait()
+        assert await handle.cancel() is True
+        may_finish.set()
+        with pytest.raises(RunFailed) as caught:
+            await handle.result()
+    assert caught.value.status is RunStatus.CANCELLED
+    assert undone == ["second", "first"]
