@@ -150,6 +150,7 @@ class StepContext:
         if due is None:
             due = now + timeout
             entry = self._timer_entry(key, due)
+        await run.read_control()  # a signal sent since the run last looked
         while True:
             found = run.next_signal(self.signal_cursor, signal_type)
             if found is not None:
