@@ -158,8 +158,7 @@ def kill(directory: Path, kills: int, workers: int, ttl: float) -> dict[str, Any
         os.waitpid(victim, 0)
         done_kills += 1
         live.append(_fork_worker(db, ttl, 1, logs))
-        if done_kills % 2 == 0:
-            more(1)
+        more(1)
     chaos_seconds = time.monotonic() - started
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not trio.run(_all_final, db, list(jobs)):

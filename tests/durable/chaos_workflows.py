@@ -44,7 +44,7 @@ def _record(ctx: StepContext, linger: float = 0.0) -> None:
     db = sqlite3.connect(ledger_path(), timeout=60, isolation_level=None)
     try:
         db.execute("INSERT INTO executions VALUES (?, ?)", (ctx.idempotency_key, os.getpid()))
-        time.sleep(linger or random.uniform(0.0, 0.02))
+        time.sleep(linger or random.uniform(0.005, 0.05))
         db.execute(
             "INSERT OR IGNORE INTO effects VALUES (?, ?)", (ctx.idempotency_key, os.getpid())
         )
