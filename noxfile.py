@@ -33,11 +33,21 @@ def tests(session: nox.Session) -> None:
         "pytest",
         # The built site's tests need the docs toolchain and a browser: `nox -s site`.
         "--ignore=tests/docs_site",
+        "-m",
+        "not durability",
         "--cov=fsmflow",
         "--cov-report=term-missing:skip-covered",
         "--cov-fail-under=90",
         *session.posargs,
     )
+
+
+@nox.session
+def durability(session: nox.Session) -> None:
+    """Durable runs under fire: worker processes SIGKILLed at random moments (200+
+    kills), SIGSTOPped past their lease, racing over many runs (tests marked durability)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "durability", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

@@ -37,6 +37,7 @@ DOC_DIAGRAMS: Mapping[str, str] = {
     "graph_execution": "fsmflow.graph:GraphExecution",
     "reactor": "fsmflow.reactor:Reactor",
     "accumulator": "fsmflow.reactor:AccumulatorSupervisor",
+    "order_saga": "examples.order_saga:order_saga",
 }
 
 #: Doc diagram name -> ``MODULE:FUNC`` of a zero-argument function returning Mermaid source,
