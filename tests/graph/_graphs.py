@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+import copy
+from typing import TypedDict, TypeVar
 
 import attrs
 import trio
 
-from fsmflow.graph import Graph, GraphBuilder, add, append, merge
+from fsmflow.graph import (
+    CheckpointRecord,
+    Graph,
+    GraphBuilder,
+    StateValues,
+    StreamMode,
+    add,
+    append,
+    execute_stream,
+    merge,
+)
+from fsmflow.store import Codec, Store
+
+S = TypeVar("S")
 
 
 @attrs.frozen
@@ -59,3 +73,27 @@ class Doc(TypedDict):
     text: str
     words: list[str]
     count: int
+
+
+async def stored_records(store: Store, thread_id: str) -> list[CheckpointRecord]:
+    """Every checkpoint record the thread keeps, oldest first."""
+    codec = Codec().register(CheckpointRecord)
+    namespace = f"fsmflow.graph/{thread_id}"
+    out: list[CheckpointRecord] = []
+    for key in await store.keys(namespace):
+        if key.startswith("c"):
+            raw = await store.get(namespace, key)
+            assert raw is not None
+            out.append(codec.decode(raw.value, CheckpointRecord, key))
+    return out
+
+
+async def states_by_step(graph: Graph[S], state: S) -> list[S]:
+    """The state before the first step and after every step of an uninterrupted run."""
+    states: list[S] = []
+    async with execute_stream(graph, state, stream_mode=StreamMode.VALUES) as run:
+        async for event in run:
+            if isinstance(event, StateValues):
+                states.append(copy.deepcopy(event.state))
+    assert run.result is not None, run.error
+    return states

@@ -378,12 +378,12 @@ async def test_cancel_interrupts_a_running_node(autojump_clock: trio.testing.Moc
             events.append(event)
             if isinstance(event, NodeStarted) and event.node == "slow":
                 await trio.sleep(1)
-                run.handle.cancel()
+                await run.handle.cancel()
     last = events[-1]
     assert isinstance(last, GraphCancelled) and last.where == "slow" and last.state.n == 1
     assert run.cancelled_at == "slow"
     assert trio.current_time() < 50
-    run.handle.cancel()  # after the end: nothing happens
+    await run.handle.cancel()  # after the end: nothing happens
     assert not await run.handle.request_checkpoint()
 
 

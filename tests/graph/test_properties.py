@@ -65,7 +65,7 @@ async def _scenario(script: list[tuple[Any, ...]], default: BarrierDefault) -> N
                     decision: Decision = action[2]
                     await run.handle.decide(target, decision)
                 elif action[0] == "cancel":
-                    run.handle.cancel()
+                    await run.handle.cancel()
                 elif action[0] == "checkpoint":
                     await run.handle.request_checkpoint()
                 else:
