@@ -1,8 +1,8 @@
 """A graph as a :class:`~fsmflow.diagrams.Flowchart`: what ``Graph.flowchart()`` draws.
 
 Shapes: start and end are pills, function nodes boxes, barriers diamonds, parallel nodes a
-junction into their branches (grouped) and a join out of them, subgraphs a group holding
-the child graph's own nodes. Lines: normal edges solid, conditional edges dashed with the
+box leading into their branches (grouped) and a join circle out of them, subgraphs a group
+holding the child graph's own nodes. Lines: normal edges solid, conditional edges dashed with the
 condition's name, fallback and error routes dotted, fan-outs thick (labelled ``send``).
 Static interrupt points and retry/timeout settings appear in the node's label.
 """
@@ -67,7 +67,7 @@ class _Drawer:
             if isinstance(node, ParallelNode):
                 join = f"{path}/join"
                 lines = [name, f"parallel ({node.strategy.value})", *extra]
-                self._node(path, lines, NodeShape.CIRCLE, path)
+                self._node(path, lines, NodeShape.BOX, path)
                 branch_ids: list[str] = []
                 for branch in node.branches:
                     branch_id = f"{path}/{branch.name}"
