@@ -12,6 +12,7 @@ import pytest
 from fsmflow.graph import (
     Approve,
     BarrierWaiting,
+    CheckpointSaved,
     CustomEvent,
     ExecState,
     GraphBuilder,
@@ -250,3 +251,26 @@ async def test_a_node_streams_its_own_events() -> None:
     assert [type(e).__name__ for e in events] == ["CustomEvent", "CustomEvent", "GraphCompleted"]
     result = await execute(graph, Review())  # no consumer: writing does nothing
     assert result.state.draft == "hello"
+
+
+async def test_a_value_taken_while_others_wait_survives_the_process() -> None:
+    def asker(name: str) -> Any:
+        def branch(state: Review) -> dict[str, Any]:
+            return {"log": [f"{name}={interrupt(name, str)}"]}
+
+        return branch
+
+    b = GraphBuilder(Review, reducers={"log": append})
+    b.parallel("ask", {"a": asker("a"), "b": asker("b")})
+    graph = b.node("end", lambda s: None).edge("ask", "end").start("ask").end("end").build()
+    store = MemoryStore()
+    async with execute_stream(graph, Review(), store=store, thread_id="v") as run:
+        async for event in run:
+            if isinstance(event, CheckpointSaved) and event.trigger == "resume":
+                break  # the process goes away after one of two answers
+            if isinstance(event, InterruptWaiting) and event.interrupt.id.task == "a":
+                await run.handle.resume("first", interrupt=event.interrupt.id)
+    snapshot = await get_state(graph, "v", store=store)
+    assert [i.id.task for i in snapshot.interrupts] == ["b"]  # "a" has its value
+    done = await resume(graph, "v", store=store, value="second")
+    assert done.state.log == ["a=first", "b=second"]
