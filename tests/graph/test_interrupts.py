@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 import pytest
+import trio
 
 from fsmflow.graph import (
     Approve,
@@ -264,12 +265,13 @@ async def test_a_value_taken_while_others_wait_survives_the_process() -> None:
     b.parallel("ask", {"a": asker("a"), "b": asker("b")})
     graph = b.node("end", lambda s: None).edge("ask", "end").start("ask").end("end").build()
     store = MemoryStore()
-    async with execute_stream(graph, Review(), store=store, thread_id="v") as run:
-        async for event in run:
-            if isinstance(event, CheckpointSaved) and event.trigger == "resume":
-                break  # the process goes away after one of two answers
-            if isinstance(event, InterruptWaiting) and event.interrupt.id.task == "a":
-                await run.handle.resume("first", interrupt=event.interrupt.id)
+    with trio.move_on_after(30):  # a guard: without the checkpoint nothing ends the wait
+        async with execute_stream(graph, Review(), store=store, thread_id="v") as run:
+            async for event in run:
+                if isinstance(event, CheckpointSaved) and event.trigger == "resume":
+                    break  # the process goes away after one of two answers
+                if isinstance(event, InterruptWaiting) and event.interrupt.id.task == "a":
+                    await run.handle.resume("first", interrupt=event.interrupt.id)
     snapshot = await get_state(graph, "v", store=store)
     assert [i.id.task for i in snapshot.interrupts] == ["b"]  # "a" has its value
     done = await resume(graph, "v", store=store, value="second")
