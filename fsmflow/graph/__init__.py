@@ -95,6 +95,7 @@ from ._history import (
     get_state,
     load_run,
     state_history,
+    stored_flowchart,
     update_state,
 )
 from ._interrupts import (
@@ -241,6 +242,7 @@ __all__ = [
     "resume",
     "resume_from",
     "state_history",
+    "stored_flowchart",
     "stream_writer",
     "update_state",
 ]

@@ -2,7 +2,8 @@
 
 * ``fsmflow runs list DB`` — one line per thread.
 * ``fsmflow runs show DB THREAD`` — its newest state (in JSON form, long strings and
-  collections shortened), what it waits on, and its checkpoints.
+  collections shortened), what it waits on, and its checkpoints; with ``--diagram
+  MODULE:GRAPH``, the graph drawn (Mermaid) with the run's position highlighted.
 * ``fsmflow runs approve|reject|skip DB THREAD BARRIER`` — decide a barrier the thread
   waits at (``BARRIER`` is its id, ``gate#2``, or its node name).
 * ``fsmflow runs resume DB THREAD VALUE [--interrupt ID]`` — answer an interrupt with a
@@ -27,8 +28,11 @@ from typing import Any
 import attrs
 import trio
 
+from ..diagrams import DiagramTargetError, flowchart_to_mermaid, load_target
 from ..store import SqliteStore, StoreError
 from ._errors import GraphError
+from ._graph import Graph
+from ._history import stored_flowchart
 from ._interrupts import Interrupt
 from ._listing import answer_stored, inspect_run, list_runs, read_stored
 
@@ -58,6 +62,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show = action("show", "a thread's state, what it waits on, its checkpoints", _show)
     show.add_argument("thread", metavar="THREAD")
     show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument(
+        "--diagram",
+        metavar="MODULE:GRAPH",
+        help="print the graph (as Mermaid) with the run's position highlighted instead",
+    )
     for decision in ("approve", "reject", "skip"):
         sub = action(decision, f"{decision} a barrier the thread waits at", _decide)
         sub.add_argument("thread", metavar="THREAD")
@@ -120,6 +129,11 @@ async def _list(store: SqliteStore, args: argparse.Namespace) -> Any:
 
 
 async def _show(store: SqliteStore, args: argparse.Namespace) -> Any:
+    if args.diagram is not None:
+        graph = load_target(args.diagram)
+        if not isinstance(graph, Graph):
+            raise ValueError(f"{args.diagram} is not a Graph")
+        return flowchart_to_mermaid(await stored_flowchart(graph, args.thread, store=store))
     stored = await read_stored(store, args.thread)
     infos = await inspect_run(store, args.thread)
     record = stored.record
@@ -198,7 +212,7 @@ def _run(parser: argparse.ArgumentParser, command: Any, args: argparse.Namespace
         parser.error(f"{args.db} does not exist")
     try:
         output = trio.run(_query, args.db, command, args)
-    except (StoreError, GraphError, ValueError) as exc:
+    except (StoreError, GraphError, ValueError, DiagramTargetError) as exc:
         parser.exit(1, f"{parser.prog}: error: {exc}\n")
     text = output if isinstance(output, str) else json.dumps(output, indent=2)
     sys.stdout.write(text + "\n")

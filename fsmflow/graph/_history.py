@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
+from ..diagrams import Flowchart, NodeClass
 from ..store import Codec, DecodeError, Delete, Store
 from ._checkpoint import (
     THREADS_NAMESPACE,
@@ -38,7 +39,7 @@ from ._errors import (
     GraphHashMismatchWarning,
     StateUpdateError,
 )
-from ._frame import Frame, decode_delta, decode_frame
+from ._frame import Frame, decode_delta, decode_frame, find_pending
 from ._graph import Graph, describe_changes
 from ._interrupts import Interrupt
 from ._results import FanOut
@@ -406,6 +407,28 @@ async def update_state(
         mark=True,
     )
     return await get_state(graph, thread_id, store=store, checkpoint=seq, force=force)
+
+
+async def stored_flowchart(
+    graph: Graph[Any],
+    thread_id: str,
+    *,
+    store: Store,
+    checkpoint: int | None = None,
+    force: bool = False,
+) -> Flowchart:
+    """The graph with a stored run's position highlighted: the node(s) it continues with
+    (``current``), waits at (``waiting``) or failed at (``failed``)."""
+    restored = await load_run(store, graph, thread_id, checkpoint=checkpoint, force=force)
+    frame = restored.frame
+    marks: dict[str, NodeClass] = {}
+    for interrupt in find_pending(frame, None):
+        marks["/".join((*interrupt.id.path, interrupt.id.node))] = NodeClass.WAITING
+    if not marks:
+        shown = NodeClass.FAILED if restored.status == "failed" else NodeClass.CURRENT
+        marks = dict.fromkeys(_next_nodes(frame), shown)
+    title = f"{graph.name}: {thread_id} at step {restored.step} ({restored.status})"
+    return graph.flowchart(title=title, highlight=marks)
 
 
 async def delete_thread(store: Store, thread_id: str) -> int:

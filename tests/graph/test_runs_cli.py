@@ -87,6 +87,16 @@ async def test_a_barrier_and_an_interrupt_answered_from_the_shell(
     assert "waiting for:\n  barrier gate#1" in out
     assert "checkpoints:" in out and "input" in out
 
+    code, out, _ = await trio.to_thread.run_sync(
+        cli, "runs", "show", str(db), "T-1", "--diagram", "tests.graph.test_runs_cli:TICKET"
+    )
+    assert code == 0 and 'title: "ticket: T-1 at step 1 (waiting)"' in out
+    assert "class gate waiting" in out
+    code, _, err = await trio.to_thread.run_sync(
+        cli, "runs", "show", str(db), "T-1", "--diagram", "tests.graph.test_runs_cli:Ticket"
+    )
+    assert code == 1 and "is the class Ticket" in err
+
     code, out, _ = await trio.to_thread.run_sync(cli, "runs", "approve", str(db), "T-1", "gate")
     assert code == 0 and "approve recorded for gate#1" in out
     code, _, err = await trio.to_thread.run_sync(cli, "runs", "approve", str(db), "T-1", "gate")
@@ -162,3 +172,6 @@ async def test_reject_from_the_shell_and_errors(
         pass
     code, out, _ = await trio.to_thread.run_sync(cli, "runs", "list", str(empty))
     assert out.strip() == "no runs"
+
+
+TICKET = _ticket_graph()
