@@ -35,6 +35,7 @@ DOC_DIAGRAMS: Mapping[str, str] = {
     "graph_execution": "fsmflow.graph:GraphExecution",
     "reactor": "fsmflow.reactor:Reactor",
     "accumulator": "fsmflow.reactor:AccumulatorSupervisor",
+    "agent_workflow": "examples.agent_workflow:workflow",
 }
 
 #: Doc diagram name -> ``MODULE:FUNC`` of a zero-argument function returning Mermaid source,

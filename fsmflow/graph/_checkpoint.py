@@ -30,6 +30,7 @@ at most ``compact_after`` checkpoints past it, and one chain: never the whole hi
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import time
 from collections.abc import Sequence
@@ -190,12 +191,16 @@ class Head:
     graphs: list[str]
 
 
-def new_codec() -> Codec:
+@functools.cache
+def shared_codec() -> Codec:
+    """The codec graph checkpoints use unless given one: built once per process (a cattrs
+    converter learns each type once; building one costs more than a checkpoint)."""
     return Codec().register(CheckpointRecord).register(Head)
 
 
 def ensure_codec(codec: Codec | None) -> Codec:
-    codec = codec or new_codec()
+    if codec is None:
+        return shared_codec()
     for cls in (CheckpointRecord, Head):
         if not codec.is_registered(cls):
             codec.register(cls)

@@ -19,7 +19,7 @@ import trio
 from ..store import Codec
 from ..supervisor import EventSender
 from . import _commit, _step, _waiting
-from ._checkpoint import Checkpointer, CheckpointTrigger
+from ._checkpoint import Checkpointer, CheckpointTrigger, shared_codec
 from ._errors import GraphError
 from ._events import (
     CustomEvent,
@@ -31,7 +31,7 @@ from ._events import (
 from ._frame import Frame
 from ._fsm import Decide, ExecEvent, InterruptTimedOut, NodeDone, Paused, Resume, StepFailed
 from ._graph import Graph
-from ._interrupts import Interrupt, InterruptId
+from ._interrupts import Interrupt, InterruptId, TaskScope
 from ._options import RunOptions
 from ._state import Ownership
 
@@ -91,7 +91,7 @@ class RunContext(Generic[S]):
         self.resumed = resumed
         self.log: list[ExecutionEntry] = []
         self.checkpointer = checkpointer
-        self.codec = codec or (checkpointer.codec if checkpointer is not None else Codec())
+        self.codec = codec or (checkpointer.codec if checkpointer is not None else shared_codec())
         #: Whether a pause waits for values (a handle can send them) or ends the run.
         self.waits = False
         #: Set for a subgraph's run: it stops at interrupts and its parent carries on.
@@ -116,6 +116,8 @@ class RunContext(Generic[S]):
         self.error: GraphError | None = None
         self.cancelled_at: str | None = None
         self.decisions: DecisionBox = _waiting.DecisionBox()
+        #: The task scope of the sync nodes this run calls (reused step after step).
+        self.sync_scope = TaskScope([], self.codec, None, "")
         #: The interrupts the run waits on, with their timers.
         self.waiters: dict[InterruptId, Waiter] = {}
         #: The checkpoint the run saves when it starts (its input, or a fork), if any.

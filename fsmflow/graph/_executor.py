@@ -21,7 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from ..diagrams import Flowchart, NodeClass
 from ..store import Store
 from ..supervisor import ChannelBuilder, SelfSupervisedWithExternalEvents
-from ._checkpoint import Checkpointer, CheckpointPolicy, CheckpointTrigger, Lineage, new_codec
+from ._checkpoint import Checkpointer, CheckpointPolicy, CheckpointTrigger, Lineage, shared_codec
 from ._context import DEFAULT_MODES, RunContext
 from ._errors import GraphError, RunExists, StreamingRequired, ThreadBusy
 from ._events import GraphEvent, GraphResult, StreamMode
@@ -80,7 +80,7 @@ async def _start(
     policy = options.policy
     if store is None:
         return RunContext(graph, _initial(graph, state), options, run_id, thread)
-    codec = new_codec()
+    codec = shared_codec()
     head = await read_head(store, thread, codec)
     if head is not None and replace:
         await delete_thread(store, thread)
@@ -130,8 +130,10 @@ async def _start(
 
 def _answer(
     frame: Frame, value: Any, values: Mapping[InterruptId | BarrierId | str, Any] | None
-) -> bool:
-    """Record the resume values given to ``resume``/``resume_from``; whether any was."""
+) -> None:
+    """Record the resume values given to ``resume``/``resume_from`` (the caller learns
+    whether the run took them from the call itself, so they are stored with the run's
+    next checkpoint rather than one of their own)."""
     pending = find_pending(frame, None)
     if value is not NO_VALUE:
         if len(pending) != 1:
@@ -149,7 +151,6 @@ def _answer(
         for interrupt in matched:
             release(frame, interrupt, given)
     frame.interrupts = []
-    return value is not NO_VALUE or bool(values)
 
 
 async def _resumed(
@@ -164,7 +165,7 @@ async def _resumed(
     values: Mapping[InterruptId | BarrierId | str, Any] | None,
 ) -> RunContext[S]:
     """The context that continues ``thread_id`` (or forks it at ``checkpoint``)."""
-    codec = new_codec()
+    codec = shared_codec()
     loaded = await load(store, graph, thread_id, checkpoint=checkpoint, force=force, codec=codec)
     restored = loaded.restored
     fork = checkpoint is not None and checkpoint != loaded.newest
@@ -180,7 +181,7 @@ async def _resumed(
         store, graph, thread_id, run_id, policy, options.compact_after, lineage, codec
     )
     frame = restored.frame
-    answered = _answer(frame, value, values)
+    _answer(frame, value, values)
     ctx = RunContext(
         graph,
         restored.state,
@@ -197,8 +198,6 @@ async def _resumed(
     )
     if fork:
         ctx.first_checkpoint = CheckpointTrigger.FORK
-    elif answered and policy.on_barrier:
-        ctx.first_checkpoint = CheckpointTrigger.RESUME
     return ctx
 
 

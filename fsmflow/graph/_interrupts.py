@@ -129,8 +129,13 @@ _SCOPE: contextvars.ContextVar[TaskScope | None] = contextvars.ContextVar(
 )
 
 
+#: The scope of the sync node being called right now (a sync call cannot be interleaved
+#: with another task, so a plain variable is enough, and cheaper than a context variable).
+_sync_scope: TaskScope | None = None
+
+
 def _scope(what: str) -> TaskScope:
-    scope = _SCOPE.get()
+    scope = _sync_scope or _SCOPE.get()
     if scope is None:
         raise RuntimeError(f"{what} can only be called while a graph node runs")
     return scope
@@ -199,6 +204,17 @@ class StreamWriter:
 def stream_writer() -> StreamWriter:
     """The writer of the running node (call it inside a node)."""
     return StreamWriter(_scope("stream_writer()"))
+
+
+def call_sync(scope: TaskScope, fn: Callable[[Any], Any], arg: Any) -> Any:
+    """``fn(arg)`` (a sync node) with ``scope`` as the running task's."""
+    global _sync_scope
+    previous = _sync_scope
+    _sync_scope = scope
+    try:
+        return fn(arg)
+    finally:
+        _sync_scope = previous
 
 
 def enter_task(scope: TaskScope) -> contextvars.Token[TaskScope | None]:

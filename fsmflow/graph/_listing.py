@@ -25,7 +25,7 @@ from ._checkpoint import (
     checkpoint_key,
     decode_record,
     ensure_codec,
-    new_codec,
+    shared_codec,
     thread_namespace,
 )
 from ._errors import CheckpointNotFound
@@ -86,7 +86,7 @@ async def _kept(store: Store, thread_id: str, codec: Codec) -> list[tuple[Checkp
 
 async def inspect_run(store: Store, thread_id: str) -> list[CheckpointInfo]:
     """Every checkpoint ``thread_id`` keeps, oldest first (no state type needed)."""
-    codec = new_codec()
+    codec = shared_codec()
     return [
         CheckpointInfo(
             record.checkpoint,
@@ -108,7 +108,7 @@ async def inspect_run(store: Store, thread_id: str) -> list[CheckpointInfo]:
 
 async def list_runs(store: Store) -> list[RunSummary]:
     """A summary of every graph thread in ``store``, by thread id."""
-    codec = new_codec()
+    codec = shared_codec()
     summaries = []
     for thread_id in await store.keys(THREADS_NAMESPACE):
         head = await read_head(store, thread_id, codec)

@@ -35,9 +35,7 @@ from ._interrupts import (
     InterruptId,
     InterruptKind,
     Stored,
-    TaskScope,
-    enter_task,
-    leave_task,
+    call_sync,
 )
 from ._nodes import BarrierNode, FunctionNode, Node, ParallelNode, ParallelStrategy, SubgraphNode
 from ._results import (
@@ -85,7 +83,7 @@ async def run_step(ctx: RunContext[Any]) -> ExecEvent:
     step = ctx.step + 1
     if name in graph.interrupt_before and not frame.released:
         return Paused((Interrupt(InterruptId(name, step), InterruptKind.BEFORE),))
-    span = ctx.new_span()
+    span = ctx.new_span() if ctx.sink is not None else ""
     started = ctx.now()
     if ctx.debug:
         await ctx.emit(
@@ -105,18 +103,19 @@ async def run_step(ctx: RunContext[Any]) -> ExecEvent:
             return StepFailed(error, name, span, started)
         if not node.is_async and node.options.retry is None:
             # Nothing to interrupt or retry: call it right here.
-            scope = TaskScope(
-                frame.resumes.get("") or [], ctx.codec, ctx.writer_for(name, span), name
-            )
-            token = enter_task(scope)
+            scope = ctx.sync_scope
+            scope.resumes = frame.resumes.get("") or []
+            scope.writer = ctx.writer_for(name, span)
+            scope.node = name
+            scope.index = 0
             try:
-                result = node.fn(ctx.state)
+                result = call_sync(scope, node.fn, ctx.state)
             except GraphInterrupt as interrupted:
                 return Paused((_called(name, step, "", interrupted.index, interrupted.payload),))
             except Exception as exc:
                 return _failed(ctx, node, name, span, started, exc, 1, _NO_DELTAS)
-            finally:
-                leave_task(token)
+            if result is None or type(result) is dict:
+                return _merged(ctx, name, span, started, result)
             return conclude(ctx, name, span, started, result)
         spec = TaskSpec("", name, node.fn, node.is_async, ctx.state, node.options)
         with ctx.cancel_scope() as cancel:
@@ -352,6 +351,34 @@ async def _barrier(
     except Exception as exc:
         return StepFailed(NodeFailed(name, exc), name, span, started)
     return conclude(ctx, name, span, started, result, barrier=True)
+
+
+def _merged(
+    ctx: RunContext[Any], name: str, span: str, started: float, delta: Delta | None
+) -> ExecEvent:
+    """:func:`conclude` for the common case: a node returned a delta (or nothing); follow
+    its edges."""
+    undo: list[Any] = []
+    graph = ctx.graph
+    try:
+        state = ctx.state
+        if delta:
+            state = ctx.schema.apply(state, delta, name, ctx.own, undo)
+        target = None if name == graph.end else graph.route(name, state)
+        if type(target) is FanOut:
+            for send in target.sends:
+                if send.node not in graph.nodes:
+                    raise NodeNotFound(send.node)
+    except GraphError as exc:
+        rollback(undo)
+        ctx.own.release()
+        return StepFailed(exc, name, span, started)
+    except BaseException:
+        rollback(undo)
+        ctx.own.release()
+        raise
+    deltas = _NO_DELTAS if delta is None else (("", delta),)
+    return NodeDone(name, span, started, ctx.now() - started, deltas, state, target)
 
 
 def conclude(

@@ -103,13 +103,12 @@ async def test_a_resumed_run_keeps_its_checkpoint_policy() -> None:
     assert stopped.interrupts and stopped.interrupts[0].barrier_id is not None
     await resume(graph, "p", store=store, value=Approve())  # no policy given
     triggers = [r.trigger for r in await stored_records(store, "p")]
-    assert triggers == ["input", "step", "barrier", "resume", "step", "step", "completion"]
+    assert triggers == ["input", "step", "barrier", "step", "step", "completion"]
     changed = await execute(graph, Counter(), store=store, thread_id="q")
     assert changed.interrupts
     await resume(graph, "q", store=store, value=Approve(), policy=CheckpointPolicy())
     assert [r.trigger for r in await stored_records(store, "q")] == [
         "barrier",
-        "resume",
         "barrier",
         "completion",
     ]
