@@ -189,6 +189,10 @@ class Head:
     marks: list[int]
     #: Structure hashes stored under ``structure/<hash>``.
     graphs: list[str]
+    #: When the newest checkpoint is a mark: that record (its JSON form), so loading the
+    #: newest checkpoint reads the head alone. ``None``: checkpoints may follow
+    #: ``latest`` (loading looks for them).
+    record: Any = None
 
 
 @functools.cache
@@ -269,28 +273,38 @@ class ThreadWriter:
     async def write(
         self,
         seq: int,
-        data: bytes,
+        record: dict[str, Any],
         *,
         full: bool,
         mark: bool,
         structure: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
         """Store record ``seq``; ``structure`` (hash, description) is stored with it when
-        the thread has not seen that graph structure yet."""
+        the thread has not seen that graph structure yet. A mark is copied into the head
+        too (the newest checkpoint then loads from the head alone)."""
         namespace = self.namespace
         key = checkpoint_key(seq)
+        data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
         new_structure = structure is not None and (
             self.head is None or structure[0] not in self.head.graphs
         )
-        if not full and not mark and not new_structure and self.head is not None:
+        head = self.head
+        if not full and not mark and not new_structure and head is not None and head.record is None:
             await self.store.put(namespace, key, data)
             return
-        head, ops = self._next_head(seq, full, mark, structure if new_structure else None)
+        head, ops = self._next_head(
+            seq, full, mark, structure if new_structure else None, record if mark else None
+        )
         await self.store.write_batch([Put(namespace, key, data), *ops])
         self.head = head
 
     def _next_head(
-        self, seq: int, full: bool, mark: bool, structure: tuple[str, dict[str, Any]] | None
+        self,
+        seq: int,
+        full: bool,
+        mark: bool,
+        structure: tuple[str, dict[str, Any]] | None,
+        record: dict[str, Any] | None,
     ) -> tuple[Head, list[Any]]:
         """The head after checkpoint ``seq`` and the operations that write it, with the
         pruning deletions."""
@@ -323,7 +337,7 @@ class ThreadWriter:
                 pruned = cutoff
                 bases = [b for b in bases if b >= cutoff]
                 marks = [m for m in marks if m >= cutoff]
-        head = Head(max(seq, old.latest), pruned, bases, marks, graphs)
+        head = Head(max(seq, old.latest), pruned, bases, marks, graphs, record)
         ops.append(Put(self.namespace, "head", self.codec.encode(head)))
         return head, ops
 
@@ -432,8 +446,7 @@ class Checkpointer(Generic[S]):
             "created_at": time.time(),
             "format": RECORD_FORMAT,
         }
-        data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
-        await self.writer.write(seq, data, full=full, mark=mark, structure=self._structure)
+        await self.writer.write(seq, record, full=full, mark=mark, structure=self._structure)
         self._structure = None
         self.pending.clear()
         self.chain = 0 if full else (self.chain or 0) + 1

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
+import cattrs
+from cattrs.errors import BaseValidationError
 
 from ..diagrams import Flowchart, NodeClass
 from ..store import Codec, DecodeError, Delete, Store
@@ -123,8 +125,21 @@ async def _record(store: Store, thread_id: str, seq: int, codec: Codec) -> Check
 async def newest(
     store: Store, thread_id: str, head: Head, codec: Codec
 ) -> tuple[int, CheckpointRecord]:
-    """The newest checkpoint of the thread: the head's, or one written after it."""
+    """The newest checkpoint of the thread: the head's copy of it when it is a mark,
+    else the head's or one written after it."""
     seq = head.latest
+    if head.record is not None:
+        where = f"checkpoint {thread_id}@{seq}"
+        try:
+            copy: CheckpointRecord = codec.converter.structure(head.record, CheckpointRecord)
+        except Exception as exc:
+            reason = (
+                "; ".join(cattrs.transform_error(exc))
+                if isinstance(exc, BaseValidationError)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            raise DecodeError(where, "CheckpointRecord", reason) from exc
+        return seq, copy
     record = await _record(store, thread_id, seq, codec)
     if record is None:
         raise DecodeError(f"checkpoint {thread_id}@{seq}", "CheckpointRecord", "missing")

@@ -244,6 +244,5 @@ async def answer_stored(store: Store, thread_id: str, target: str, value: Any) -
     else:  # the same state as ``record``: its deltas on its parent
         raw.update(mark=False)
     writer = ThreadWriter(store, thread_id, codec, head, record.policy.get("keep"))
-    data = json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
-    await writer.write(seq, data, full=record.full, mark=record.full)
+    await writer.write(seq, raw, full=record.full, mark=record.full)
     return interrupt

@@ -148,7 +148,9 @@ async def run_many(
 ) -> dict[str, Outcome]:
     """Run ``specs`` side by side (at most ``limit`` at once); their outcomes by key.
 
-    A task cancelled because a sibling failed first (``fail_fast``) has no outcome."""
+    Tasks of sync functions, which cannot yield anyway, run one after the other without a
+    task of their own; the async ones then run concurrently. A task cancelled (or never
+    started) because a sibling failed first (``fail_fast``) has no outcome."""
     if ctx.debug:
         await ctx.emit(
             ParallelStarted(
@@ -175,21 +177,26 @@ async def run_many(
         if isinstance(outcome, Failed) and fail_fast:
             group.cancel_scope.cancel()
         if ctx.debug:
-            await ctx.emit(
-                BranchCompleted(
-                    trace_id=ctx.trace_id,
-                    span_id=branch_span,
-                    parent_span_id=span,
-                    node=name,
-                    branch=spec.label or spec.key,
-                    success=isinstance(outcome, Done),
-                    duration=ctx.now() - begun,
-                )
-            )
+            await _branch_done(ctx, name, span, branch_span, spec, outcome, begun)
 
-    async with anyio.create_task_group() as group:
-        for spec in specs:
-            group.start_soon(run_one, spec, group)
+    concurrent = []
+    for spec in specs:
+        if spec.is_async:
+            concurrent.append(spec)
+            continue
+        branch_span = ctx.new_span() if ctx.debug else span
+        begun = ctx.now() if ctx.debug else 0.0
+        outcome = await call(ctx, spec, branch_span)
+        outcomes[spec.key] = outcome
+        if ctx.debug:
+            await _branch_done(ctx, name, span, branch_span, spec, outcome, begun)
+        if fail_fast and isinstance(outcome, Failed):
+            concurrent.clear()
+            break
+    if concurrent:
+        async with anyio.create_task_group() as group:
+            for spec in concurrent:
+                group.start_soon(run_one, spec, group)
     if ctx.debug:
         await ctx.emit(
             ParallelCompleted(
@@ -203,6 +210,28 @@ async def run_many(
             )
         )
     return outcomes
+
+
+async def _branch_done(
+    ctx: RunContext[Any],
+    name: str,
+    span: str,
+    branch_span: str,
+    spec: TaskSpec,
+    outcome: Outcome,
+    begun: float,
+) -> None:
+    await ctx.emit(
+        BranchCompleted(
+            trace_id=ctx.trace_id,
+            span_id=branch_span,
+            parent_span_id=span,
+            node=name,
+            branch=spec.label or spec.key,
+            success=isinstance(outcome, Done),
+            duration=ctx.now() - begun,
+        )
+    )
 
 
 async def run_subgraph(ctx: RunContext[Any], node: SubgraphNode[Any], span: str) -> Outcome:

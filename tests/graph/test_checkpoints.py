@@ -3,6 +3,7 @@ checks, bounded restores."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -35,7 +36,7 @@ from fsmflow.graph import (
     resume_from,
     state_history,
 )
-from fsmflow.store import DecodeError, MemoryStore, Versioned
+from fsmflow.store import BatchOp, DecodeError, MemoryStore, Put, Versioned
 
 from ._graphs import Counter, counter_builder, loop_graph, states_by_step, stored_records
 
@@ -229,9 +230,15 @@ async def test_resume_errors_missing_run_hash_mismatch_says_what_changed_and_for
 
 async def test_undecodable_checkpoints_name_the_checkpoint() -> None:
     store = MemoryStore()
-    await execute(loop_graph(1), Counter(), store=store, trace_id="bad")
+    await execute(loop_graph(1), Counter(), store=store, trace_id="bad", policy=EVERY_STEP)
     await store.put("fsmflow.graph/bad", "c000000000001", b"{not json")
     with pytest.raises(DecodeError, match="checkpoint bad@1"):
+        await load_run(store, loop_graph(1), "bad", checkpoint=1)
+    head = await store.get("fsmflow.graph/bad", "head")
+    assert head is not None
+    damaged = head.value.replace(b'"run_start":0', b'"run_start":"x"')
+    await store.put("fsmflow.graph/bad", "head", damaged)
+    with pytest.raises(DecodeError, match=r"checkpoint bad@4 .* \$\.run_start"):
         await load_run(store, loop_graph(1), "bad")
     await store.put("fsmflow.graph/bad", "head", b'{"latest": "x"}')
     with pytest.raises(DecodeError, match="thread bad head"):
@@ -240,16 +247,16 @@ async def test_undecodable_checkpoints_name_the_checkpoint() -> None:
 
 async def test_a_failing_store_is_an_observed_error_and_the_next_save_is_full() -> None:
     class Flaky(MemoryStore):
+        """Refuses the second checkpoint write."""
+
         calls = 0
 
-        async def put(
-            self, namespace: str, key: str, value: bytes, *, expected_version: int | None = None
-        ) -> int:
-            if key.startswith("c"):
+        async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
+            if any(isinstance(op, Put) and op.key.startswith("c") for op in ops):
                 self.calls += 1
                 if self.calls == 2:
                     raise OSError("disk full")
-            return await super().put(namespace, key, value, expected_version=expected_version)
+            return await super().write_batch(ops)
 
     store = Flaky()
     async with execute_stream(
@@ -259,7 +266,7 @@ async def test_a_failing_store_is_an_observed_error_and_the_next_save_is_full() 
     observed = [e for e in events if isinstance(e, ErrorObserved)]
     assert len(observed) == 1 and "disk full" in observed[0].message
     records = await stored_records(store, "f")
-    assert [r.full for r in records][:3] == [True, False, True]
+    assert [r.full for r in records][:3] == [True, True, False]  # after the failure: full
     # each CheckpointSaved is exactly one stored checkpoint
     saved = [e.checkpoint for e in events if isinstance(e, CheckpointSaved)]
     assert saved == [r.checkpoint for r in records]
