@@ -14,6 +14,8 @@ import typing
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+import anyio
+
 from ._errors import (
     BarrierRejected,
     FanOutError,
@@ -22,6 +24,7 @@ from ._errors import (
     MissingFallback,
     NodeFailed,
     NodeNotFound,
+    NodeTimedOut,
     ParallelFailed,
     StepsExceeded,
 )
@@ -51,6 +54,7 @@ from ._results import (
 from ._state import Delta, rollback
 from ._tasks import (
     Done,
+    Failed,
     Interrupted,
     Outcome,
     TaskSpec,
@@ -130,10 +134,17 @@ async def run_step(ctx: RunContext[Any]) -> ExecEvent:
     if isinstance(node, ParallelNode):
         return await _parallel(ctx, node, name, step, span, started)
     if isinstance(node, SubgraphNode):
+        timeout = node.options.timeout
         with ctx.cancel_scope() as cancel:
             ctx.node_scope = cancel
             try:
-                outcome = await run_subgraph(ctx, node, span)
+                if timeout is None:
+                    outcome = await run_subgraph(ctx, node, span)
+                else:
+                    with anyio.move_on_after(timeout) as deadline:
+                        outcome = await run_subgraph(ctx, node, span)
+                    if deadline.cancelled_caught:
+                        outcome = Failed("", NodeTimedOut(name, timeout))
             finally:
                 ctx.node_scope = None
         if cancel.cancelled_caught:

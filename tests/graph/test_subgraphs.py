@@ -146,3 +146,12 @@ async def test_a_failing_subgraph_fails_its_node() -> None:
     with pytest.raises(NodeFailed) as info:
         await execute(_outer(_inner(fail=True)), Outer())
     assert info.value.node == "sub" and "inner broke" in str(info.value)
+
+
+async def test_a_subgraph_can_time_out(autojump_clock: trio.testing.MockClock) -> None:
+    b = GraphBuilder(Outer, name="outer")
+    b.subgraph("sub", _inner(delay=100), enter=lambda s: Inner(), leave=lambda s, c: {}, timeout=5)
+    started = trio.current_time()
+    with pytest.raises(NodeFailed, match="did not finish within 5s"):
+        await execute(b.start("sub").end("sub").build(), Outer())
+    assert trio.current_time() - started == pytest.approx(5)
