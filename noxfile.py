@@ -33,8 +33,6 @@ def tests(session: nox.Session) -> None:
         "pytest",
         # The built site's tests need the docs toolchain and a browser: `nox -s site`.
         "--ignore=tests/docs_site",
-        "-m",
-        "not durability",
         "--cov=fsmflow",
         "--cov-report=term-missing:skip-covered",
         "--cov-fail-under=90",
@@ -48,6 +46,13 @@ def durability(session: nox.Session) -> None:
     kills), SIGSTOPped past their lease, racing over many runs (tests marked durability)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "durability", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The long kill and stress tests (marked slow): a few minutes."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "slow", *session.posargs)
 
 
 @nox.session

@@ -1,10 +1,15 @@
 """An agent-style workflow on the graph executor, offline and deterministic.
 
-``plan`` splits a question into topics, three research branches run side by side,
-``draft`` asks a (fake, flaky) model for an answer and retries, falling back to a
-template after three failures, then a human approves at the ``approval`` barrier before
-``publish``. Checkpoints go to SQLite: the first process stops while the barrier waits,
-a second one resumes the run from the file, approves, and finishes it.
+``plan`` splits a question into topics; ``research`` fans out, one branch per topic
+(decided at run time, like LangGraph's ``Send``), with a retry policy for a flaky search;
+``draft`` asks a (fake, flaky) model for an answer and falls back to a template after
+three failures; ``review`` asks a human with ``interrupt(...)`` and gets a typed answer
+back; an approved answer is published, a rejected one drafted again with the reviewer's
+note.
+
+Checkpoints go to SQLite, into a *thread* (the conversation). The first process stops
+at the review; a second one resumes the thread with the reviewer's answer and finishes
+it; then a follow-up question on the same thread continues from the saved state.
 Run it with ``python examples/agent_workflow.py``.
 """
 
@@ -20,35 +25,65 @@ import trio
 import trio.lowlevel
 
 from fsmflow.graph import (
-    BarrierWaiting,
     CheckpointPolicy,
     Fallback,
     Graph,
     GraphBuilder,
     GraphResult,
     NodeOutput,
-    ParallelStrategy,
+    RetryPolicy,
     add,
     append,
-    execute_stream,
+    execute,
+    interrupt,
     merge,
-    resume_from,
+    resume,
 )
 from fsmflow.store import Durability, SqliteStore
 
 MAX_ATTEMPTS = 3
+THREAD = "support-42"
 
 
 @attrs.frozen
 class Task:
-    """The workflow's state; ``findings`` and ``log`` grow through their reducers."""
+    """The workflow's state; ``findings``, ``attempts`` and ``log`` grow through their
+    reducers."""
 
     question: str
     topics: list[str] = attrs.field(factory=list)
     findings: dict[str, str] = attrs.field(factory=dict)
     attempts: int = 0
     answer: str = ""
+    note: str = ""
+    published: list[str] = attrs.field(factory=list)
     log: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class Topic:
+    """One research branch's input."""
+
+    name: str
+
+
+@attrs.frozen
+class ReviewRequest:
+    """What the human is asked."""
+
+    answer: str
+    attempts: int
+
+
+@attrs.frozen
+class ReviewAnswer:
+    """What the human answers."""
+
+    approved: bool
+    note: str = ""
+
+
+searches: list[str] = []
 
 
 def fake_model(prompt: str, attempt: int) -> str:
@@ -61,21 +96,20 @@ def fake_model(prompt: str, attempt: int) -> str:
 
 def plan(task: Task) -> Mapping[str, Any]:
     topics = sorted({w.strip("?").lower() for w in task.question.split() if len(w) > 4})
-    return {"topics": topics, "log": [f"planned {len(topics)} topics"]}
+    return {"topics": topics, "attempts": -task.attempts, "note": "", "answer": ""}
 
 
-def researcher(source: str) -> Any:
-    async def research(task: Task) -> Mapping[str, Any]:
-        await trio.lowlevel.checkpoint()  # a real agent would await a search API here
-        found = ", ".join(f"{source}:{t}" for t in task.topics)
-        return {"findings": {source: found}, "log": [f"{source} done"]}
-
-    return research
+async def research(topic: Topic) -> Mapping[str, Any]:
+    await trio.lowlevel.checkpoint()  # a real agent would await a search API here
+    searches.append(topic.name)
+    if searches.count(topic.name) == 1 and topic.name.startswith("c"):
+        raise ConnectionError(f"search for {topic.name!r} dropped")  # retried
+    return {"findings": {topic.name: f"notes on {topic.name}"}, "log": [f"searched {topic.name}"]}
 
 
 def draft(task: Task) -> NodeOutput | Fallback:
     attempt = task.attempts + 1
-    prompt = "; ".join(task.findings[s] for s in sorted(task.findings))
+    prompt = "; ".join(task.findings[t] for t in task.topics)
     try:
         answer = fake_model(prompt, attempt)
     except TimeoutError as exc:
@@ -86,81 +120,87 @@ def draft(task: Task) -> NodeOutput | Fallback:
 
 
 def template(task: Task) -> Mapping[str, Any]:
-    return {"answer": f"Summary of {len(task.findings)} sources on {', '.join(task.topics)}"}
+    topics = ", ".join(task.topics)
+    return {"answer": f"Summary of {len(task.topics)} sources on {topics}{task.note}"}
+
+
+def review(task: Task) -> Mapping[str, Any]:
+    verdict = interrupt(ReviewRequest(task.answer, task.attempts), ReviewAnswer)
+    if verdict.approved:
+        return {"log": ["approved"], "note": ""}
+    return {"note": f" ({verdict.note})", "attempts": -task.attempts, "log": ["revise"]}
 
 
 def publish(task: Task) -> NodeOutput:
-    return NodeOutput(update={"log": ["published"]}, side_effects=True)
-
-
-def archive(task: Task) -> Mapping[str, Any]:
-    return {"log": ["archived"]}
+    return NodeOutput(update={"published": [task.answer], "log": ["published"]}, side_effects=True)
 
 
 def workflow() -> Graph[Task]:
     b = GraphBuilder(
-        Task, name="agent", reducers={"findings": merge, "log": append, "attempts": add}
+        Task,
+        name="agent",
+        reducers={"findings": merge, "log": append, "attempts": add, "published": append},
     )
     b.node("plan", plan)
-    b.parallel(
-        "research",
-        {s: researcher(s) for s in ("web", "papers", "code")},
-        strategy=ParallelStrategy.COLLECT_ALL,
-    )
-    b.node("draft", draft).node("template", template)
-    b.barrier("approval", on_reject="archive")
-    b.node("publish", publish).node("archive", archive).node("finish", lambda t: None)
-    b.edge("plan", "research").edge("research", "draft")
+    b.node("research", research, input=Topic, retry=RetryPolicy(initial_interval=0.01))
+    b.node("draft", draft).node("template", template).node("review", review)
+    b.node("publish", publish)
+    b.fan_out("plan", "research", lambda t: [Topic(n) for n in t.topics], label="per topic")
+    b.edge("research", "draft")
     b.edge("draft", "draft", when=lambda t: not t.answer, label="retry")
-    b.edge("draft", "approval").fallback("draft", "template").edge("template", "approval")
-    b.edge("approval", "publish").edge("publish", "finish").edge("archive", "finish")
-    return b.start("plan").end("finish").build()
+    b.edge("draft", "review").fallback("draft", "template").edge("template", "review")
+    b.edge("review", "draft", when=lambda t: bool(t.note), label="revise")
+    b.edge("review", "publish")
+    return b.start("plan").end("publish").build()
 
 
 POLICY = CheckpointPolicy(every_step=True)
 
 
-async def first_process(db: str) -> str:
-    """Run until the approval barrier waits, then stop (as if the process went away)."""
-    async with (
-        await SqliteStore.open(db, durability=Durability.NORMAL) as store,
-        execute_stream(
-            workflow(),
-            Task("Which scheduler handles cancellation best?"),
-            store=store,
-            policy=POLICY,
-        ) as run,
-    ):
-        async for event in run:
-            if isinstance(event, BarrierWaiting):
-                print(f"waiting for a human at {event.barrier_id}")
-                break
-        return run.trace_id
+async def first_process(db: str) -> ReviewRequest:
+    """Run until the review asks a human, then stop (the run is checkpointed)."""
+    async with await SqliteStore.open(db, durability=Durability.NORMAL) as store:
+        question = Task("Which scheduler handles cancellation best?")
+        paused = await execute(workflow(), question, store=store, thread_id=THREAD, policy=POLICY)
+    (asked,) = paused.interrupts
+    request: ReviewRequest = asked.payload
+    print(f"waiting for a human at {asked.id}: {request.answer!r}")
+    return request
 
 
-async def second_process(db: str, trace_id: str) -> GraphResult[Task]:
-    """Resume the run from the SQLite file, approve, and finish it."""
-    async with (
-        await SqliteStore.open(db, durability=Durability.NORMAL) as store,
-        resume_from(workflow(), trace_id, store=store, policy=POLICY) as run,
-    ):
-        async for event in run:
-            if isinstance(event, BarrierWaiting):
-                print(f"resumed at {event.barrier_id}: approving")
-                await run.handle.approve(event.barrier_id)
-        assert run.result is not None, run.error
-        return run.result
+async def second_process(db: str) -> GraphResult[Task]:
+    """Resume the thread from the SQLite file with the reviewer's answer: rejected once
+    (the answer is drafted again with the note), then approved."""
+    async with await SqliteStore.open(db, durability=Durability.NORMAL) as store:
+        graph = workflow()
+        again = await resume(graph, THREAD, store=store, value=ReviewAnswer(False, "cite sources"))
+        revised: ReviewRequest = again.interrupts[0].payload
+        print(f"revised answer: {revised.answer!r}")
+        return await resume(graph, THREAD, store=store, value=ReviewAnswer(True))
+
+
+async def follow_up(db: str) -> GraphResult[Task]:
+    """Ask a follow-up question on the same thread: the new input is merged into the
+    saved state and the graph runs again from its start."""
+    async with await SqliteStore.open(db, durability=Durability.NORMAL) as store:
+        graph = workflow()
+        paused = await execute(
+            graph, {"question": "Why trio?"}, store=store, thread_id=THREAD, policy=POLICY
+        )
+        assert paused.interrupts, "the review asks again"
+        return await resume(graph, THREAD, store=store, value=ReviewAnswer(True))
 
 
 async def main(db: str | None = None) -> GraphResult[Task]:
     with tempfile.TemporaryDirectory() as tmp:
         path = db or os.path.join(tmp, "agent.sqlite3")
-        trace_id = await first_process(path)
-        result = await second_process(path, trace_id)
-    print(f"answer: {result.state.answer}")
-    print(f"log: {result.state.log}")
-    print(f"{result.steps} steps: {' -> '.join(e.node for e in result.log)}")
-    return result
+        await first_process(path)
+        result = await second_process(path)
+        print(f"published: {result.state.published[-1]!r}")
+        print(f"log: {result.state.log}")
+        followed = await follow_up(path)
+    print(f"after the follow-up: {followed.state.published}")
+    return followed
 
 
 if __name__ == "__main__":

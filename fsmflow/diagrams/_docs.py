@@ -37,6 +37,7 @@ DOC_DIAGRAMS: Mapping[str, str] = {
     "graph_execution": "fsmflow.graph:GraphExecution",
     "reactor": "fsmflow.reactor:Reactor",
     "accumulator": "fsmflow.reactor:AccumulatorSupervisor",
+    "agent_workflow": "examples.agent_workflow:workflow",
     "order_saga": "examples.order_saga:order_saga",
 }
 

@@ -1,72 +1,84 @@
-"""Agent graphs: typed state, reducers, barriers and checkpoints, run as a supervised FSM.
+"""Agent graphs: typed state, reducers, interrupts, threads and checkpoints, run as a
+supervised FSM.
 
-Build a :class:`Graph` with :class:`GraphBuilder` (nodes, parallel nodes, barrier nodes;
-normal, conditional and fallback edges), then :func:`execute` it, or
-:func:`execute_stream` it to watch its events and steer it through a
-:class:`GraphHandle` (barrier decisions, cancel, checkpoint requests). With a store,
-checkpoints are saved by a :class:`CheckpointPolicy`, and :func:`resume_from` continues
-a run after a crash or in another process. Each run is a :class:`GraphExecution`, a
-supervised FSM (``STARTING -> RUNNING <-> AWAITING_DECISION -> COMPLETED | FAILED |
-CANCELLED``).
+Build a :class:`Graph` with :class:`GraphBuilder` (function nodes, parallel nodes,
+dynamic fan-outs, barriers, subgraphs; normal, conditional and fallback edges; retry
+policies, timeouts and error routes per node; static interrupt points), then
+:func:`execute` it, or :func:`execute_stream` it to watch its events and steer it through
+a :class:`GraphHandle` (decisions, resume values, cancel, checkpoint requests). A node
+pauses the run with :func:`interrupt`; a run with a store checkpoints by a
+:class:`CheckpointPolicy` into a *thread* (the conversation), which :func:`resume` /
+:func:`resume_from` continue (or fork), and :func:`get_state`, :func:`state_history` and
+:func:`update_state` read and edit. Each run is a :class:`GraphExecution`, a supervised FSM
+(``STARTING -> RUNNING <-> AWAITING_DECISION -> COMPLETED | FAILED | CANCELLED |
+INTERRUPTED``).
 """
 
 from ._builder import GraphBuilder
 from ._checkpoint import (
     AdaptiveScore,
-    CheckpointInfo,
     CheckpointPolicy,
     CheckpointRecord,
     CheckpointTrigger,
-    Restored,
-    RunSummary,
-    inspect_run,
-    list_runs,
-    load_run,
 )
-from ._context import DEFAULT_MAX_STEPS, RunContext, new_trace_id
+from ._context import DEFAULT_MODES, RunContext
 from ._errors import (
     BarrierRejected,
     CheckpointNotFound,
     ConditionTried,
+    EdgeFailed,
     ExecutorFault,
+    FanOutError,
     GraphDefinitionError,
     GraphError,
     GraphHashMismatch,
     GraphHashMismatchWarning,
+    InterruptNeedsStore,
     MergeConflict,
     MissingEdge,
     MissingFallback,
     NodeFailed,
     NodeNotFound,
+    NodeTimedOut,
     ParallelFailed,
+    RunExists,
     StateUpdateError,
     StepsExceeded,
     StreamingRequired,
+    ThreadBusy,
     Unrouted,
 )
 from ._events import (
     TERMINAL_EVENTS,
-    BarrierId,
     BarrierResolved,
     BarrierWaiting,
     BranchCompleted,
     CheckpointSaved,
+    CustomEvent,
     ErrorObserved,
     ExecutionEntry,
     GraphCancelled,
     GraphCompleted,
     GraphEvent,
     GraphFailed,
+    GraphInterrupted,
     GraphResult,
     GraphStarted,
+    InterruptResumed,
+    InterruptWaiting,
     NodeEnded,
+    NodeRetrying,
     NodeStarted,
     ParallelCompleted,
     ParallelStarted,
     StateChanged,
+    StateValues,
+    StepUpdates,
+    StreamMode,
 )
+from ._execution import GraphExecution
 from ._executor import (
-    GraphExecution,
+    NO_VALUE,
     GraphStream,
     execute,
     execute_stream,
@@ -74,27 +86,53 @@ from ._executor import (
     resume_from,
 )
 from ._fsm import ExecState, execution_spec
-from ._graph import (
+from ._graph import Graph
+from ._handle import GraphHandle
+from ._history import (
+    Restored,
+    StateSnapshot,
+    delete_thread,
+    get_state,
+    load_run,
+    state_history,
+    stored_flowchart,
+    update_state,
+)
+from ._interrupts import (
+    BarrierId,
+    GraphInterrupt,
+    Interrupt,
+    InterruptId,
+    InterruptKind,
+    InterruptResumeError,
+    StreamWriter,
+    interrupt,
+    stream_writer,
+)
+from ._listing import CheckpointInfo, RunSummary, inspect_run, list_runs
+from ._nodes import BarrierDefault, Edge, EdgeKind, NodeFn, ParallelStrategy
+from ._options import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_STEPS, new_trace_id
+from ._results import (
     Approve,
-    BarrierDefault,
     Decision,
-    Edge,
-    EdgeKind,
     Fallback,
-    Graph,
-    NodeFn,
+    FanOut,
+    NodeError,
     NodeOutput,
     NodeResult,
-    ParallelStrategy,
     Reject,
     Route,
+    Send,
     Skip,
 )
-from ._handle import GraphHandle
+from ._retry import RetryPolicy
 from ._state import Delta, Reducer, add, append, merge, reducer, replace
 
 __all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_STEPS",
+    "DEFAULT_MODES",
+    "NO_VALUE",
     "TERMINAL_EVENTS",
     "AdaptiveScore",
     "Approve",
@@ -111,15 +149,19 @@ __all__ = [
     "CheckpointSaved",
     "CheckpointTrigger",
     "ConditionTried",
+    "CustomEvent",
     "Decision",
     "Delta",
     "Edge",
+    "EdgeFailed",
     "EdgeKind",
     "ErrorObserved",
     "ExecState",
     "ExecutionEntry",
     "ExecutorFault",
     "Fallback",
+    "FanOut",
+    "FanOutError",
     "Graph",
     "GraphBuilder",
     "GraphCancelled",
@@ -132,19 +174,31 @@ __all__ = [
     "GraphHandle",
     "GraphHashMismatch",
     "GraphHashMismatchWarning",
+    "GraphInterrupt",
+    "GraphInterrupted",
     "GraphResult",
     "GraphStarted",
     "GraphStream",
+    "Interrupt",
+    "InterruptId",
+    "InterruptKind",
+    "InterruptNeedsStore",
+    "InterruptResumeError",
+    "InterruptResumed",
+    "InterruptWaiting",
     "MergeConflict",
     "MissingEdge",
     "MissingFallback",
     "NodeEnded",
+    "NodeError",
     "NodeFailed",
     "NodeFn",
     "NodeNotFound",
     "NodeOutput",
     "NodeResult",
+    "NodeRetrying",
     "NodeStarted",
+    "NodeTimedOut",
     "ParallelCompleted",
     "ParallelFailed",
     "ParallelStarted",
@@ -152,21 +206,33 @@ __all__ = [
     "Reducer",
     "Reject",
     "Restored",
+    "RetryPolicy",
     "Route",
     "RunContext",
+    "RunExists",
     "RunSummary",
+    "Send",
     "Skip",
     "StateChanged",
+    "StateSnapshot",
     "StateUpdateError",
+    "StateValues",
+    "StepUpdates",
     "StepsExceeded",
+    "StreamMode",
+    "StreamWriter",
     "StreamingRequired",
+    "ThreadBusy",
     "Unrouted",
     "add",
     "append",
+    "delete_thread",
     "execute",
     "execute_stream",
     "execution_spec",
+    "get_state",
     "inspect_run",
+    "interrupt",
     "list_runs",
     "load_run",
     "merge",
@@ -175,4 +241,8 @@ __all__ = [
     "replace",
     "resume",
     "resume_from",
+    "state_history",
+    "stored_flowchart",
+    "stream_writer",
+    "update_state",
 ]

@@ -6,12 +6,14 @@ run of the builder shows everything that is wrong with a definition.
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, Self, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Generic, Self, TypeVar, overload
 
 from ._errors import GraphDefinitionError
-from ._graph import (
+from ._graph import Graph
+from ._nodes import (
     BarrierApply,
     BarrierDefault,
     BarrierNode,
@@ -19,16 +21,21 @@ from ._graph import (
     Edge,
     EdgeKind,
     FunctionNode,
-    Graph,
     Node,
     NodeFn,
+    NodeOptions,
     ParallelNode,
     ParallelStrategy,
-    _is_async,
+    SubgraphNode,
+    is_async_callable,
 )
-from ._state import Reducer, StateSchema
+from ._results import NodeResult
+from ._retry import RetryPolicy
+from ._state import Delta, Reducer, StateSchema
 
 S = TypeVar("S")
+A = TypeVar("A")
+T = TypeVar("T")
 
 
 class GraphBuilder(Generic[S]):
@@ -55,7 +62,9 @@ class GraphBuilder(Generic[S]):
         self._edges: list[Edge[S]] = []
         self._start: str | None = None
         self._end: str | None = None
-        self._problems: list[str] = []
+        self._before: set[str] = set()
+        self._after: set[str] = set()
+        self._problems: list[str] = self._schema.problems()
 
     def _add(self, node: Node[S]) -> Self:
         if node.name in self._nodes:
@@ -64,10 +73,89 @@ class GraphBuilder(Generic[S]):
             self._nodes[node.name] = node
         return self
 
-    def node(self, name: str, fn: NodeFn[S]) -> Self:
+    def _options(
+        self,
+        name: str,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        on_error: str | None,
+        error_key: str,
+        concurrency: int | None,
+    ) -> NodeOptions:
+        if timeout is not None and not (
+            isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0
+        ):
+            self._problems.append(
+                f"node {name!r}: timeout must be a finite number > 0, not {timeout}"
+            )
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            self._problems.append(
+                f"node {name!r}: concurrency must be an int >= 1, not {concurrency!r}"
+            )
+        if on_error is not None and error_key not in self._schema.types:
+            self._problems.append(
+                f"node {name!r}: on_error puts the error under {error_key!r}, which is not a "
+                f"key of {self._schema.state_type.__name__} (add it, typed NodeError | None, "
+                "or pass error_key=)"
+            )
+        return NodeOptions(retry, timeout, on_error, error_key, concurrency)
+
+    @overload
+    def node(
+        self,
+        name: str,
+        fn: NodeFn[S],
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        on_error: str | None = None,
+        error_key: str = "error",
+        concurrency: int | None = None,
+    ) -> Self: ...
+    @overload
+    def node(
+        self,
+        name: str,
+        fn: Callable[[A], NodeResult | Awaitable[NodeResult]],
+        *,
+        input: type[A],
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        on_error: str | None = None,
+        error_key: str = "error",
+        concurrency: int | None = None,
+    ) -> Self: ...
+    def node(
+        self,
+        name: str,
+        fn: Callable[[Any], Any],
+        *,
+        input: Any = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        on_error: str | None = None,
+        error_key: str = "error",
+        concurrency: int | None = None,
+    ) -> Self:
         """A node running ``fn(state)`` (sync or async); it returns a delta, ``None``,
-        a :class:`NodeOutput` or a :class:`Fallback`."""
-        return self._add(FunctionNode(name, fn, _is_async(fn)))
+        a :class:`NodeOutput` or a :class:`Fallback`.
+
+        ``input=T``: the node runs once per fan-out input of type ``T`` instead of on the
+        state (reach it with :meth:`fan_out` or ``NodeOutput(goto=[Send(name, arg)])``).
+        ``retry`` re-runs it on the errors its policy accepts; ``timeout`` (seconds, async
+        nodes only) bounds each attempt; ``on_error`` routes a final failure to that node
+        with a :class:`NodeError` under ``error_key`` in the state instead of failing the
+        run; ``concurrency`` caps how many fan-out inputs run at once (default: the run's
+        ``max_concurrency``).
+        """
+        is_async = is_async_callable(fn)
+        if timeout is not None and not is_async:
+            self._problems.append(
+                f"node {name!r}: a timeout needs an async function (a sync one cannot be "
+                "interrupted)"
+            )
+        options = self._options(name, retry, timeout, on_error, error_key, concurrency)
+        return self._add(FunctionNode(name, fn, is_async, input, options))
 
     def parallel(
         self,
@@ -75,19 +163,31 @@ class GraphBuilder(Generic[S]):
         branches: Mapping[str, NodeFn[S]] | Iterable[tuple[str, NodeFn[S]]],
         *,
         strategy: ParallelStrategy = ParallelStrategy.FAIL_FAST,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        on_error: str | None = None,
+        error_key: str = "error",
     ) -> Self:
         """A node running ``branches`` concurrently, each on its own copy of the state;
         their deltas are applied in branch order (a replace-reduced key set to different
         values by two branches is a :class:`MergeConflict`). Routing ignores what the
-        branches ask for: the node follows its edges."""
+        branches ask for: the node follows its edges. ``retry`` and ``timeout`` apply to
+        each branch; a branch that succeeded is not run again when the run is resumed
+        after another one failed."""
         pairs = list(branches.items() if isinstance(branches, Mapping) else branches)
         names = [n for n, _ in pairs]
         for dup in sorted({n for n in names if names.count(n) > 1}):
             self._problems.append(f"parallel node {name!r}: duplicate branch name {dup!r}")
         if not pairs:
             self._problems.append(f"parallel node {name!r} has no branches")
-        built = tuple(Branch(n, fn, _is_async(fn)) for n, fn in pairs)
-        return self._add(ParallelNode(name, built, strategy))
+        built = tuple(Branch(n, fn, is_async_callable(fn)) for n, fn in pairs)
+        if timeout is not None and not all(b.is_async for b in built):
+            self._problems.append(
+                f"parallel node {name!r}: a timeout needs async branches (a sync one cannot "
+                "be interrupted)"
+            )
+        options = self._options(name, retry, timeout, on_error, error_key, None)
+        return self._add(ParallelNode(name, built, strategy, options))
 
     def barrier(
         self,
@@ -104,12 +204,31 @@ class GraphBuilder(Generic[S]):
         :class:`Reject` goes to ``on_reject`` (or fails the run), :class:`Route` applies its
         update and goes to its target. With ``apply(state, decision)`` that function
         decides, returning a node result. After ``timeout`` seconds without a decision,
-        ``default`` is applied.
+        ``default`` is applied. A barrier is an interrupt whose value is a decision.
         """
         if timeout is not None and timeout < 0:
             self._problems.append(f"barrier {name!r}: timeout must be >= 0, not {timeout}")
-        is_async = apply is not None and _is_async(apply)
+        is_async = apply is not None and is_async_callable(apply)
         return self._add(BarrierNode(name, timeout, default, on_reject, apply, is_async))
+
+    def subgraph(
+        self,
+        name: str,
+        graph: Graph[T],
+        *,
+        enter: Callable[[S], T],
+        leave: Callable[[S, T], Delta],
+        timeout: float | None = None,
+        on_error: str | None = None,
+        error_key: str = "error",
+    ) -> Self:
+        """A node that runs ``graph`` (with its own state type ``T``): ``enter(state)``
+        builds its initial state, and when it completes ``leave(state, child_state)``
+        returns the delta applied to this graph's state. Its checkpoints and interrupts are
+        part of this run's: an interrupt inside it pauses this run, and a resume
+        continues inside it where it paused."""
+        options = self._options(name, None, timeout, on_error, error_key, None)
+        return self._add(SubgraphNode(name, graph, enter, leave, options))
 
     def edge(
         self,
@@ -120,8 +239,7 @@ class GraphBuilder(Generic[S]):
         label: str | None = None,
     ) -> Self:
         """A normal edge, or a conditional one taken when ``when(state)`` is true.
-        Conditional edges are tried in the order they are declared, before the normal
-        edge."""
+        Conditional edges are tried in the order they are declared, before the others."""
         if when is None:
             self._edges.append(Edge(source, target, EdgeKind.NORMAL, None, label))
         else:
@@ -129,10 +247,37 @@ class GraphBuilder(Generic[S]):
             self._edges.append(Edge(source, target, EdgeKind.CONDITIONAL, when, shown))
         return self
 
+    def fan_out(
+        self,
+        source: str,
+        target: str,
+        inputs: Callable[[S], Iterable[Any]],
+        *,
+        label: str | None = None,
+    ) -> Self:
+        """A dynamic fan-out (LangGraph's ``Send``): after ``source``, ``target`` runs once
+        per item of ``inputs(state)``, concurrently, and the run goes on along
+        ``target``'s edges once every branch has finished (zero items: at once)."""
+        shown = label or getattr(inputs, "__name__", None)
+        if shown == "<lambda>":
+            shown = None
+        self._edges.append(Edge(source, target, EdgeKind.FAN_OUT, None, shown, inputs))
+        return self
+
     def fallback(self, source: str, target: str) -> Self:
         """The edge a :class:`Fallback` result routes along (and the last resort when no
         other edge applies)."""
         self._edges.append(Edge(source, target, EdgeKind.FALLBACK, None, "fallback"))
+        return self
+
+    def interrupt_before(self, *names: str) -> Self:
+        """Pause the run before each of these nodes runs (resume with no value)."""
+        self._before.update(names)
+        return self
+
+    def interrupt_after(self, *names: str) -> Self:
+        """Pause the run after each of these nodes ran (resume with no value)."""
+        self._after.update(names)
         return self
 
     def start(self, name: str) -> Self:
@@ -144,6 +289,40 @@ class GraphBuilder(Generic[S]):
         self._end = name
         return self
 
+    def _check_edges(self, problems: list[str], exits: dict[str, set[str]]) -> None:
+        nodes = self._nodes
+        per_kind: dict[tuple[str, EdgeKind], int] = {}
+        for edge in self._edges:
+            for role, name in (("source", edge.source), ("target", edge.target)):
+                if name not in nodes:
+                    problems.append(f"edge {edge.describe()}: unknown {role} node {name!r}")
+            if edge.source in nodes and edge.target in nodes:
+                exits[edge.source].add(edge.target)
+                target = nodes[edge.target]
+                if (
+                    isinstance(target, FunctionNode)
+                    and target.input_type is not None
+                    and edge.kind is not EdgeKind.FAN_OUT
+                ):
+                    problems.append(
+                        f"edge {edge.describe()}: {edge.target!r} runs on fan-out inputs "
+                        f"(input={getattr(target.input_type, '__name__', target.input_type)}); "
+                        "reach it with builder.fan_out() or Send"
+                    )
+            key = (edge.source, edge.kind)
+            per_kind[key] = per_kind.get(key, 0) + 1
+        for (source, kind), count in sorted(per_kind.items(), key=lambda i: i[0][0]):
+            if kind is not EdgeKind.CONDITIONAL and count > 1:
+                problems.append(
+                    f"node {source!r} has {count} {kind.value} edges; at most one is allowed "
+                    "(run work side by side with builder.parallel or builder.fan_out)"
+                )
+            if kind is EdgeKind.FAN_OUT and (source, EdgeKind.NORMAL) in per_kind:
+                problems.append(
+                    f"node {source!r} has a fan-out edge and a normal edge; the normal edge "
+                    "would never be taken"
+                )
+
     def build(self) -> Graph[S]:
         """Validate and return the graph; raises :class:`GraphDefinitionError` listing
         every problem."""
@@ -153,34 +332,31 @@ class GraphBuilder(Generic[S]):
             problems.append("no start node: call builder.start(NAME)")
         elif self._start not in nodes:
             problems.append(f"start node {self._start!r} is not a node")
+        else:
+            first = nodes[self._start]
+            if isinstance(first, FunctionNode) and first.input_type is not None:
+                problems.append(f"start node {self._start!r} runs on fan-out inputs")
         if self._end is None:
             problems.append("no end node: call builder.end(NAME)")
         elif self._end not in nodes:
             problems.append(f"end node {self._end!r} is not a node")
         exits: dict[str, set[str]] = {n: set() for n in nodes}
-        per_kind: dict[tuple[str, EdgeKind], int] = {}
-        for edge in self._edges:
-            for role, name in (("source", edge.source), ("target", edge.target)):
-                if name not in nodes:
-                    problems.append(f"edge {edge.describe()}: unknown {role} node {name!r}")
-            if edge.source in nodes and edge.target in nodes:
-                exits[edge.source].add(edge.target)
-            key = (edge.source, edge.kind)
-            per_kind[key] = per_kind.get(key, 0) + 1
-        for (source, kind), count in sorted(per_kind.items(), key=lambda i: i[0][0]):
-            if kind is not EdgeKind.CONDITIONAL and count > 1:
-                problems.append(
-                    f"node {source!r} has {count} {kind.value} edges; at most one is allowed "
-                    "(run work side by side with builder.parallel)"
-                )
+        self._check_edges(problems, exits)
         for node in nodes.values():
-            if isinstance(node, BarrierNode) and node.on_reject is not None:
-                if node.on_reject in nodes:
-                    exits[node.name].add(node.on_reject)
+            routes: list[tuple[str, str | None]] = [("on_error", node.options.on_error)]
+            if isinstance(node, BarrierNode):
+                routes.append(("on_reject", node.on_reject))
+            for what, target in routes:
+                if target is None:
+                    continue
+                if target in nodes:
+                    exits[node.name].add(target)
                 else:
-                    problems.append(
-                        f"barrier {node.name!r}: on_reject node {node.on_reject!r} is not a node"
-                    )
+                    kind = "barrier" if what == "on_reject" else "node"
+                    problems.append(f"{kind} {node.name!r}: {what} node {target!r} is not a node")
+        for what, names in (("interrupt_before", self._before), ("interrupt_after", self._after)):
+            for name in sorted(names - set(nodes)):
+                problems.append(f"{what}: {name!r} is not a node")
         if self._start in nodes:
             reached = {self._start}
             queue = deque([self._start])
@@ -201,4 +377,13 @@ class GraphBuilder(Generic[S]):
             raise GraphDefinitionError(self._name, problems)
         assert self._start is not None and self._end is not None
         edges: tuple[Edge[Any], ...] = tuple(self._edges)
-        return Graph(self._name, self._schema, nodes, edges, self._start, self._end)
+        return Graph(
+            self._name,
+            self._schema,
+            nodes,
+            edges,
+            self._start,
+            self._end,
+            frozenset(self._before),
+            frozenset(self._after),
+        )

@@ -1,42 +1,81 @@
-"""Checkpoints of graph runs on :mod:`fsmflow.store`.
+"""Checkpoints of graph runs, stored through the :class:`~fsmflow.store.Store` protocol.
 
-A checkpoint is stored under the run's trace id and the step it was taken at; it holds
-the node a resumed run continues with, the state, and the graph's structure hash.
-States are written incrementally: the first checkpoint of a run (and every one after
-``compact_after`` incremental ones) holds the full state, the others only the deltas
-applied since the previous checkpoint. Restoring replays the deltas on the last full
-state with the graph's reducers, so it yields exactly the state the run had.
+Every checkpoint belongs to a *thread* (the conversation) and has a number in it,
+``checkpoint`` (1, 2, 3... never reused), and the number of the checkpoint it follows,
+``parent`` — so a thread's history is a tree: resuming from an old checkpoint (a fork)
+adds a branch and leaves the others as they were. A checkpoint holds the graph's structure
+hash, the run (trace) id that wrote it, the step count, where the run continues (its
+:class:`~fsmflow.graph._frame.Frame`: next node or fan-out, pending writes, resume values,
+pending interrupts) and the state:
+
+* **Incremental.** A run's checkpoints hold only the deltas applied since the previous
+  one, until ``compact_after`` of them have been written; then one holds the full state
+  again. *Marks* — a run's input, interrupts and resumes, ``update_state`` edits,
+  completion, failure, cancellation, forks — always hold the full state. Restoring any
+  checkpoint replays at most ``compact_after`` checkpoints' deltas through the reducers.
+* **Pruned.** With ``CheckpointPolicy(keep=N)`` (default 1000) a thread keeps its last
+  ``N`` checkpoints, every mark, and the full checkpoint the oldest of those builds on;
+  older checkpoints are deleted (in the same transaction as the full checkpoint that
+  makes them unnecessary), so storage does not grow with the length of a run. Every
+  checkpoint that is kept restores exactly. ``keep=None`` keeps everything.
+
+Layout in the key/value part of the store: namespace ``fsmflow.graph/<thread>`` holds
+``c<checkpoint:012d>`` (the records), ``head`` (the newest checkpoint number known, the
+full checkpoints and marks not yet past the pruning line), and ``structure/<hash>`` (each
+graph structure that wrote there, so a hash mismatch can say what changed); namespace
+``fsmflow.graph.threads`` lists the threads. Loading the latest checkpoint reads the head,
+at most ``compact_after`` checkpoints past it, and one chain: never the whole history.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import json
-import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any, Generic, TypeVar
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
-from ..store import Checkpoint, CheckpointStore, Codec, DecodeError
-from ._errors import CheckpointNotFound, GraphHashMismatch, GraphHashMismatchWarning
-from ._graph import Graph
-from ._state import Delta, StateSchema
+from ..store import Codec, DecodeError, Delete, Put, Store
+from ._frame import Frame, encode_delta, encode_frame
+from ._state import Delta
+
+if TYPE_CHECKING:
+    from ._graph import Graph
 
 S = TypeVar("S")
 
 #: Version of the stored record layout.
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
+THREADS_NAMESPACE = "fsmflow.graph.threads"
+DEFAULT_KEEP = 1000
+
+
+def thread_namespace(thread_id: str) -> str:
+    return f"fsmflow.graph/{thread_id}"
+
+
+def checkpoint_key(seq: int) -> str:
+    return f"c{seq:012d}"
 
 
 class CheckpointTrigger(enum.Enum):
     """Why a checkpoint was taken."""
 
+    INPUT = "input"
     STEP = "step"
     BARRIER = "barrier"
+    INTERRUPT = "interrupt"
+    RESUME = "resume"
     COMPLETION = "completion"
+    FAILURE = "failure"
+    CANCEL = "cancel"
     REQUEST = "request"
     ADAPTIVE = "adaptive"
+    UPDATE = "update"
+    FORK = "fork"
 
 
 @attrs.frozen(slots=True)
@@ -64,12 +103,19 @@ class AdaptiveScore:
 
 @attrs.frozen(slots=True)
 class CheckpointPolicy:
-    """When a run with a store saves checkpoints.
+    """When a run with a store saves checkpoints, and how many a thread keeps.
 
-    ``every_step``: after every node. ``on_barrier``: when a barrier starts waiting (so
-    another process can resume and wait) and once it is resolved. ``on_completion``: when
-    the run completes. ``on_request``: when the handle asks. ``adaptive``: after steps
-    whose :class:`AdaptiveScore` is high enough.
+    ``every_step``: the input before the first node, and after every node.
+    ``on_barrier``: when the run pauses at a barrier or an interrupt (so another process
+    can resume it), when values for it are taken, and after a barrier step.
+    ``on_completion``: when the run completes. ``on_failure``: when a node fails (with
+    the writes of the branches that had succeeded, so a resume re-runs only what
+    failed), and when the run is cancelled. ``on_request``: when the handle asks.
+    ``adaptive``: after steps whose :class:`AdaptiveScore` is high enough. ``keep``: the
+    number of recent checkpoints a thread keeps besides its marks (``None``: all).
+
+    A run that pauses without a handle to resume it (``execute``, ``resume``) always
+    checkpoints the pause, whatever the policy: otherwise nothing could continue it.
     """
 
     every_step: bool = False
@@ -77,258 +123,333 @@ class CheckpointPolicy:
     on_completion: bool = True
     on_request: bool = True
     adaptive: AdaptiveScore | None = None
+    on_failure: bool = True
+    keep: int | None = DEFAULT_KEEP
+
+    def __attrs_post_init__(self) -> None:
+        if self.keep is not None and self.keep < 1:
+            raise ValueError(f"CheckpointPolicy.keep must be >= 1 or None, not {self.keep}")
 
 
 @attrs.frozen(slots=True)
 class CheckpointRecord:
-    """What one checkpoint stores (JSON through the store's codec)."""
+    """What one checkpoint stores (JSON, decoded strictly through the store's codec)."""
 
-    trace_id: str
+    thread_id: str
+    run_id: str
+    checkpoint: int
+    parent: int | None
     step: int
+    #: The step the run that wrote it started at (``max_steps`` counts from there).
+    run_start: int
     graph: str
     graph_hash: str
-    #: Where a resumed run continues; ``None`` once the run completed.
-    next_node: str | None
     trigger: str
-    #: ``state`` holds the full state; otherwise ``deltas`` holds the deltas applied
-    #: since the previous checkpoint.
+    #: ``running``, ``waiting`` (at interrupts), ``completed``, ``failed``, ``cancelled``.
+    status: str
+    #: ``state`` holds the full state; otherwise restoring replays ``deltas`` (the
+    #: deltas applied since the ``parent`` checkpoint, which a full record keeps too)
+    #: on the parent's state.
     full: bool
+    #: A mark: never pruned, always full.
+    mark: bool
+    #: Incremental checkpoints since the last full one.
+    chain: int
     state: Any
     deltas: list[dict[str, Any]]
-    #: How often each barrier node has been reached, so barrier ids continue.
+    frame: dict[str, Any]
+    #: How often each barrier node has been passed, so barrier ids continue.
     occurrences: dict[str, int]
-    #: ``running``, ``waiting`` (at a barrier) or ``completed``.
-    status: str
+    #: The run's checkpoint policy (a resumed run keeps it unless told otherwise).
+    policy: dict[str, Any]
+    created_at: float
     format: int = RECORD_FORMAT
 
+    @property
+    def trace_id(self) -> str:
+        return self.run_id
 
-def _codec() -> Codec:
-    return Codec().register(CheckpointRecord)
-
-
-def decode_record(codec: Codec, checkpoint: Checkpoint) -> CheckpointRecord:
-    """Decode one stored checkpoint; bad bytes raise ``DecodeError`` naming it."""
-    key = f"checkpoint {checkpoint.run_id}@{checkpoint.step}"
-    record: CheckpointRecord = codec.decode(checkpoint.value, CheckpointRecord, key)
-    return record
+    @property
+    def next_node(self) -> str | None:
+        node = self.frame.get("next_node")
+        return node if isinstance(node, str) else None
 
 
 @attrs.frozen(slots=True)
-class Restored(Generic[S]):
-    """A run's position rebuilt from its checkpoints."""
+class Head:
+    """What a thread's ``head`` key holds."""
 
-    trace_id: str
-    state: S
-    step: int
-    next_node: str | None
-    occurrences: dict[str, int]
-    graph_hash: str
+    #: A checkpoint number at or before the newest (the newest is found from it).
+    latest: int
+    #: Checkpoints below this number were pruned (marks excepted).
+    pruned: int
+    #: Full checkpoints at or above ``pruned``.
+    bases: list[int]
+    #: Marks at or above ``pruned``.
+    marks: list[int]
+    #: Structure hashes stored under ``structure/<hash>``.
+    graphs: list[str]
+    #: When the newest checkpoint is a mark: that record (its JSON form), so loading the
+    #: newest checkpoint reads the head alone. ``None``: checkpoints may follow
+    #: ``latest`` (loading looks for them).
+    record: Any = None
+
+
+@functools.cache
+def shared_codec() -> Codec:
+    """The codec graph checkpoints use unless given one: built once per process (a cattrs
+    converter learns each type once; building one costs more than a checkpoint)."""
+    return Codec().register(CheckpointRecord).register(Head)
+
+
+def ensure_codec(codec: Codec | None) -> Codec:
+    if codec is None:
+        return shared_codec()
+    for cls in (CheckpointRecord, Head):
+        if not codec.is_registered(cls):
+            codec.register(cls)
+    return codec
+
+
+def decode_record(codec: Codec, value: bytes, where: str) -> CheckpointRecord:
+    """Decode one stored checkpoint; bad bytes raise ``DecodeError`` naming ``where``."""
+    record: CheckpointRecord = codec.decode(value, CheckpointRecord, where)
+    if record.format != RECORD_FORMAT:
+        raise DecodeError(where, "CheckpointRecord", f"unknown record format {record.format}")
+    return record
+
+
+def policy_to_json(policy: CheckpointPolicy) -> dict[str, Any]:
+    out: dict[str, Any] = attrs.asdict(policy)
+    return out
+
+
+def policy_from_json(raw: dict[str, Any], where: str) -> CheckpointPolicy:
+    try:
+        adaptive = raw.get("adaptive")
+        return CheckpointPolicy(
+            every_step=bool(raw["every_step"]),
+            on_barrier=bool(raw["on_barrier"]),
+            on_completion=bool(raw["on_completion"]),
+            on_request=bool(raw["on_request"]),
+            adaptive=None if adaptive is None else AdaptiveScore(**adaptive),
+            on_failure=bool(raw["on_failure"]),
+            keep=raw["keep"],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DecodeError(where, "CheckpointPolicy", str(exc)) from exc
+
+
+@attrs.frozen(slots=True)
+class Lineage:
+    """Where a run's checkpoints attach in its thread."""
+
+    #: The thread's head as last read (``None``: a new thread).
+    head: Head | None
+    #: The checkpoint the run's first one follows (``None``: none).
+    parent: int | None
+    #: Incremental checkpoints since the last full one, at ``parent``; ``None`` makes
+    #: the run's first checkpoint a full one.
+    chain: int | None
+    #: The number the run's first checkpoint gets.
+    next_seq: int
+
+
+class ThreadWriter:
+    """Writes checkpoint records into one thread: the record, and with a full one or a
+    mark the thread's head and the pruning the policy's ``keep`` asks for — all in one
+    atomic batch."""
+
+    def __init__(
+        self, store: Store, thread_id: str, codec: Codec, head: Head | None, keep: int | None
+    ) -> None:
+        self.store = store
+        self.thread_id = thread_id
+        self.namespace = thread_namespace(thread_id)
+        self.codec = codec
+        self.head = head
+        self.keep = keep
+
+    async def write(
+        self,
+        seq: int,
+        record: dict[str, Any],
+        *,
+        full: bool,
+        mark: bool,
+        structure: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Store record ``seq``; ``structure`` (hash, description) is stored with it when
+        the thread has not seen that graph structure yet. A mark is copied into the head
+        too (the newest checkpoint then loads from the head alone)."""
+        namespace = self.namespace
+        key = checkpoint_key(seq)
+        data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+        new_structure = structure is not None and (
+            self.head is None or structure[0] not in self.head.graphs
+        )
+        head = self.head
+        if not full and not mark and not new_structure and head is not None and head.record is None:
+            await self.store.put(namespace, key, data)
+            return
+        head, ops = self._next_head(
+            seq, full, mark, structure if new_structure else None, record if mark else None
+        )
+        await self.store.write_batch([Put(namespace, key, data), *ops])
+        self.head = head
+
+    def _next_head(
+        self,
+        seq: int,
+        full: bool,
+        mark: bool,
+        structure: tuple[str, dict[str, Any]] | None,
+        record: dict[str, Any] | None,
+    ) -> tuple[Head, list[Any]]:
+        """The head after checkpoint ``seq`` and the operations that write it, with the
+        pruning deletions."""
+        old = self.head
+        ops: list[Any] = []
+        if old is None:
+            old = Head(0, 1, [], [], [])
+            ops.append(Put(THREADS_NAMESPACE, self.thread_id, b"{}"))
+        graphs = old.graphs
+        if structure is not None:
+            graph_hash, description = structure
+            graphs = [*graphs, graph_hash]
+            text = json.dumps(description, sort_keys=True, separators=(",", ":"))
+            ops.append(Put(self.namespace, f"structure/{graph_hash}", text.encode()))
+        bases = [*old.bases, seq] if full else old.bases
+        marks = [*old.marks, seq] if mark else old.marks
+        pruned = old.pruned
+        keep = self.keep
+        if full and keep is not None:
+            window = seq - keep + 1
+            below = [b for b in bases if b <= window]
+            if below and below[-1] > pruned:
+                cutoff = below[-1]
+                kept_marks = set(marks)
+                ops.extend(
+                    Delete(self.namespace, checkpoint_key(n))
+                    for n in range(pruned, cutoff)
+                    if n not in kept_marks
+                )
+                pruned = cutoff
+                bases = [b for b in bases if b >= cutoff]
+                marks = [m for m in marks if m >= cutoff]
+        head = Head(max(seq, old.latest), pruned, bases, marks, graphs, record)
+        ops.append(Put(self.namespace, "head", self.codec.encode(head)))
+        return head, ops
 
 
 class Checkpointer(Generic[S]):
-    """Writes one run's checkpoints and keeps its incremental chain."""
+    """Writes one run's checkpoints into its thread and keeps its incremental chain."""
 
     def __init__(
         self,
-        store: CheckpointStore,
+        store: Store,
         graph: Graph[S],
-        trace_id: str,
+        thread_id: str,
+        run_id: str,
         policy: CheckpointPolicy,
         compact_after: int,
+        lineage: Lineage,
         codec: Codec | None = None,
     ) -> None:
         if compact_after < 0:
             raise ValueError(f"compact_after must be >= 0, not {compact_after}")
-        self.store = store
         self.graph = graph
-        self.schema: StateSchema[S] = graph.schema
-        self.trace_id = trace_id
+        self.thread_id = thread_id
+        self.run_id = run_id
         self.policy = policy
+        self.policy_json = policy_to_json(policy)
         self.compact_after = compact_after
-        self.codec = codec or _codec()
-        if not self.codec.is_registered(CheckpointRecord):
-            self.codec.register(CheckpointRecord)
+        self.codec = ensure_codec(codec)
+        self.converter = self.codec.converter
+        self.writer = ThreadWriter(store, thread_id, self.codec, lineage.head, policy.keep)
         #: Deltas applied since the last saved checkpoint.
         self.pending: list[Delta] = []
-        #: Incremental records since the last full one; ``None`` before any full one.
-        self.chain: int | None = None
-        self.last_step: int | None = None
+        self.parent = lineage.parent
+        #: Incremental records since the last full one; ``None``: the next is full.
+        self.chain = lineage.chain
+        self.next_seq = lineage.next_seq
+        self._structure: tuple[str, dict[str, Any]] | None = (graph.hash, graph.structure)
 
     def record(self, deltas: Sequence[Delta]) -> None:
         """Note deltas applied to the state (they go into the next incremental record)."""
         self.pending.extend(d for d in deltas if d)
 
-    def _unstructure_delta(self, delta: Delta) -> dict[str, Any]:
-        converter = self.codec.converter
-        return {k: converter.unstructure(v, self.schema.update_type(k)) for k, v in delta.items()}
+    def _frame_json(self, frame: Frame) -> dict[str, Any]:
+        if (
+            frame.sends is None
+            and not frame.writes
+            and not frame.resumes
+            and not frame.interrupts
+            and not frame.children
+            and frame.after is None
+            and not frame.released
+        ):
+            return {
+                "next_node": frame.next_node,
+                "sends": None,
+                "released": False,
+                "writes": {},
+                "resumes": {},
+                "interrupts": [],
+                "children": {},
+                "after": None,
+            }
+        return encode_frame(frame, self.converter, self.graph)
 
     async def save(
         self,
         state: S,
         step: int,
-        next_node: str | None,
+        run_start: int,
+        frame: Frame,
+        occurrences: dict[str, int],
         trigger: CheckpointTrigger,
-        occurrences: Mapping[str, int],
         status: str,
-    ) -> bool:
-        """Store a checkpoint; returns whether it was incremental. A full record is
-        written first, after ``compact_after`` incremental ones, and whenever a second
-        checkpoint is taken at the same step (it replaces the first, so it must not lose
-        the deltas the first one carried)."""
-        full = self.chain is None or self.chain >= self.compact_after or self.last_step == step
-        converter = self.codec.converter
-        # The layout cattrs gives a CheckpointRecord (what ``load_run`` decodes), built
+        *,
+        mark: bool = False,
+    ) -> tuple[int, bool]:
+        """Store one checkpoint; returns its number and whether it was incremental.
+
+        Nothing changes here when the store raises: the next save writes the same
+        number, in full."""
+        seq = self.next_seq
+        full = mark or self.chain is None or self.chain >= self.compact_after
+        converter = self.converter
+        graph = self.graph
+        # The layout cattrs gives a CheckpointRecord (what loading decodes), built
         # directly: unstructuring the record itself would cost as much as a whole step.
         record = {
-            "trace_id": self.trace_id,
+            "thread_id": self.thread_id,
+            "run_id": self.run_id,
+            "checkpoint": seq,
+            "parent": self.parent,
             "step": step,
-            "graph": self.graph.name,
-            "graph_hash": self.graph.hash,
-            "next_node": next_node,
+            "run_start": run_start,
+            "graph": graph.name,
+            "graph_hash": graph.hash,
             "trigger": trigger.value,
-            "full": full,
-            "state": converter.unstructure(state, self.schema.state_type) if full else None,
-            "deltas": [] if full else [self._unstructure_delta(d) for d in self.pending],
-            "occurrences": dict(occurrences),
             "status": status,
+            "full": full,
+            "mark": mark,
+            "chain": 0 if full else (self.chain or 0) + 1,
+            "state": converter.unstructure(state, graph.schema.state_type) if full else None,
+            # A full record keeps them too, as history: what was written since ``parent``.
+            "deltas": [encode_delta(d, converter, graph) for d in self.pending],
+            "frame": self._frame_json(frame),
+            "occurrences": dict(occurrences),
+            "policy": self.policy_json,
+            "created_at": time.time(),
             "format": RECORD_FORMAT,
         }
-        data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
-        await self.store.save_checkpoint(self.trace_id, step, data)
+        await self.writer.write(seq, record, full=full, mark=mark, structure=self._structure)
+        self._structure = None
         self.pending.clear()
         self.chain = 0 if full else (self.chain or 0) + 1
-        self.last_step = step
-        return not full
-
-
-async def load_run(
-    store: CheckpointStore,
-    graph: Graph[S],
-    trace_id: str,
-    *,
-    force: bool = False,
-    codec: Codec | None = None,
-) -> Restored[S]:
-    """Rebuild the latest position of ``trace_id``.
-
-    Raises :class:`CheckpointNotFound`, :class:`GraphHashMismatch` (unless ``force``,
-    which warns with :class:`GraphHashMismatchWarning` instead) and ``DecodeError``.
-    """
-    codec = codec or _codec()
-    if not codec.is_registered(CheckpointRecord):
-        codec.register(CheckpointRecord)
-    stored = await store.checkpoints(trace_id)
-    if not stored:
-        raise CheckpointNotFound(trace_id)
-    latest = decode_record(codec, stored[-1])
-    if latest.graph_hash != graph.hash:
-        mismatch = GraphHashMismatch(trace_id, latest.graph_hash, graph.hash)
-        if not force:
-            raise mismatch
-        warnings.warn(str(mismatch), GraphHashMismatchWarning, stacklevel=3)
-    chain = [latest]
-    index = len(stored) - 1
-    while not chain[-1].full:
-        index -= 1
-        if index < 0:
-            raise DecodeError(
-                f"checkpoint {trace_id}@{latest.step}", "CheckpointRecord", "no full base state"
-            )
-        chain.append(decode_record(codec, stored[index]))
-    chain.reverse()
-    schema = graph.schema
-    converter = codec.converter
-    base = chain[0]
-    try:
-        state: S = converter.structure(base.state, schema.state_type)
-    except Exception as exc:
-        raise DecodeError(
-            f"checkpoint {trace_id}@{base.step}", schema.state_type.__name__, str(exc)
-        ) from exc
-    for record in chain[1:]:
-        for raw in record.deltas:
-            try:
-                delta = {k: converter.structure(v, schema.update_type(k)) for k, v in raw.items()}
-            except Exception as exc:
-                raise DecodeError(
-                    f"checkpoint {trace_id}@{record.step}", "delta", str(exc)
-                ) from exc
-            state = schema.apply(state, delta, f"<restore {record.step}>")
-    return Restored(
-        trace_id, state, latest.step, latest.next_node, dict(latest.occurrences), latest.graph_hash
-    )
-
-
-@attrs.frozen(slots=True)
-class CheckpointInfo:
-    """One stored checkpoint, as ``fsmflow runs show`` lists it."""
-
-    step: int
-    trigger: str
-    full: bool
-    next_node: str | None
-    status: str
-    deltas: int
-    size: int
-    created_at: float
-
-
-@attrs.frozen(slots=True)
-class RunSummary:
-    """One stored run, as ``fsmflow runs list`` shows it."""
-
-    trace_id: str
-    graph: str
-    graph_hash: str
-    checkpoints: int
-    latest_step: int
-    next_node: str | None
-    status: str
-    updated_at: float
-
-
-async def inspect_run(store: CheckpointStore, trace_id: str) -> list[CheckpointInfo]:
-    """Every checkpoint of ``trace_id``, oldest first (no state type needed)."""
-    codec = _codec()
-    infos = []
-    for checkpoint in await store.checkpoints(trace_id):
-        record = decode_record(codec, checkpoint)
-        infos.append(
-            CheckpointInfo(
-                record.step,
-                record.trigger,
-                record.full,
-                record.next_node,
-                record.status,
-                len(record.deltas),
-                len(checkpoint.value),
-                checkpoint.created_at,
-            )
-        )
-    return infos
-
-
-async def list_runs(store: CheckpointStore) -> list[RunSummary]:
-    """A summary of every run in ``store`` that has graph checkpoints (runs whose
-    checkpoints another engine wrote are left out)."""
-    codec = _codec()
-    summaries = []
-    for run_id in await store.runs():
-        stored = await store.checkpoints(run_id)
-        try:
-            latest = decode_record(codec, stored[-1])
-        except DecodeError:
-            continue
-        summaries.append(
-            RunSummary(
-                run_id,
-                latest.graph,
-                latest.graph_hash,
-                len(stored),
-                latest.step,
-                latest.next_node,
-                latest.status,
-                stored[-1].created_at,
-            )
-        )
-    return summaries
+        self.parent = seq
+        self.next_seq = seq + 1
+        return seq, not full

@@ -82,6 +82,40 @@ class Unrouted(GraphError):
         super().__init__(f"no edge out of {node!r} applies; tried {shown or 'nothing'}")
 
 
+class EdgeFailed(GraphError):
+    """A condition or fan-out function of an edge out of ``node`` raised; ``cause`` is
+    what it raised (also ``__cause__``)."""
+
+    def __init__(self, node: str, edge: str, label: str | None, cause: BaseException) -> None:
+        self.node = node
+        self.edge = edge
+        self.cause = cause
+        shown = f" [{label}]" if label else ""
+        super().__init__(
+            f"edge {edge}{shown} out of node {node!r} raised {type(cause).__name__}: {cause}"
+        )
+        self.__cause__ = cause
+
+
+class NodeTimedOut(TimeoutError):
+    """A node attempt ran past its ``timeout`` (the cause of the :class:`NodeFailed`)."""
+
+    def __init__(self, node: str, timeout: float) -> None:
+        self.node = node
+        self.timeout = timeout
+        super().__init__(f"node {node!r} did not finish within {timeout}s")
+
+
+class FanOutError(GraphError):
+    """A fan-out is malformed: a send names a node that is not a fan-out target of the
+    graph, carries an input of the wrong type, or the branches lead on to different
+    nodes."""
+
+    def __init__(self, node: str, message: str) -> None:
+        self.node = node
+        super().__init__(f"fan-out from {node!r}: {message}")
+
+
 class NodeFailed(GraphError):
     """The function of ``node`` raised; ``cause`` is what it raised (also ``__cause__``)."""
 
@@ -152,25 +186,77 @@ class ExecutorFault(GraphError):
 
 
 class CheckpointNotFound(GraphError):
-    """``resume_from`` found no checkpoint for the trace id."""
+    """No checkpoint is stored for the thread (or not the one asked for)."""
 
-    def __init__(self, trace_id: str) -> None:
-        self.trace_id = trace_id
-        super().__init__(f"no checkpoint stored for trace {trace_id!r}")
+    def __init__(self, thread_id: str, checkpoint: int | None = None) -> None:
+        self.thread_id = thread_id
+        self.trace_id = thread_id
+        self.checkpoint = checkpoint
+        which = "" if checkpoint is None else f" numbered {checkpoint}"
+        super().__init__(f"no checkpoint{which} stored for thread {thread_id!r}")
+
+
+class RunExists(GraphError):
+    """A run was started under a trace id whose thread already has checkpoints: starting
+    afresh there would mix two runs' histories. Continue it with ``resume_from`` /
+    ``resume``, add input to the conversation with ``thread_id=``, or pass
+    ``replace=True`` to delete the old history first."""
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        super().__init__(
+            f"thread {thread_id!r} already has checkpoints: continue it with "
+            "resume_from()/resume(), pass it as thread_id= to add input to it, or pass "
+            "replace=True to delete its history and start again"
+        )
+
+
+class ThreadBusy(GraphError):
+    """New input was given to a thread whose last run has not finished (it waits at an
+    interrupt or was stopped mid-run): resume that run first, or ``replace`` it."""
+
+    def __init__(self, thread_id: str, status: str, next_node: str | None) -> None:
+        self.thread_id = thread_id
+        self.status = status
+        super().__init__(
+            f"thread {thread_id!r} has an unfinished run ({status}, next {next_node!r}): "
+            "resume it with resume()/resume_from() (with a value for its interrupts), or "
+            "pass replace=True to discard its history"
+        )
+
+
+class InterruptNeedsStore(GraphError):
+    """A run without a store and without a handle reached an interrupt: nothing could
+    resume it. Give ``execute`` a ``store=`` (then ``resume(..., value=...)``), or run
+    it with ``execute_stream`` and answer through the handle."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"{where} interrupted the run, but it has no store to pause in and no handle "
+            "to resume it: pass store= to execute() and continue with resume(..., "
+            "value=...), or run it with execute_stream() and call handle.resume()"
+        )
 
 
 class GraphHashMismatch(GraphError):
     """The graph's structure changed since the checkpoint was saved; resuming could route
-    the stored state through nodes it was never meant for. Pass ``force=True`` to resume
+    the stored state through nodes it was never meant for. ``changes`` lists what
+    changed (when the store still knows the old structure). Pass ``force=True`` to resume
     anyway (a :class:`GraphHashMismatchWarning` is then issued)."""
 
-    def __init__(self, trace_id: str, saved: str, current: str) -> None:
+    def __init__(
+        self, trace_id: str, saved: str, current: str, changes: Sequence[str] = ()
+    ) -> None:
         self.trace_id = trace_id
         self.saved = saved
         self.current = current
+        self.changes = tuple(changes)
+        listed = "".join(f"\n  {c}" for c in self.changes)
         super().__init__(
-            f"trace {trace_id!r} was checkpointed with graph hash {saved[:12]}, the graph "
+            f"thread {trace_id!r} was checkpointed with graph hash {saved[:12]}, the graph "
             f"now hashes to {current[:12]}; pass force=True to resume anyway"
+            + (f"; what changed:{listed}" if listed else "")
         )
 
 

@@ -1,11 +1,14 @@
 """The graph execution's own FSM: the one source of truth for a run's lifecycle.
 
-``STARTING -> RUNNING -> COMPLETED | FAILED | CANCELLED``, through
-``AWAITING_DECISION`` while a barrier waits. ``dispatch_state`` does the work of a state
-(runs the current node, looks for a ready decision) and reports it as an event; the
-actions commit it: merge the state, move to the next node, save checkpoints and emit
-the event stream. Only transitions into a terminal state emit a terminal event, and
-terminal states have no way out, so a run emits at most one.
+``STARTING -> RUNNING -> COMPLETED | FAILED | CANCELLED | INTERRUPTED``, through
+``AWAITING_DECISION`` while interrupts (barriers among them) wait for values.
+``dispatch_state`` does the work of a state (runs the current step, notices that every
+waiting interrupt has its value) and reports it as an event; the actions commit it:
+merge the state, move to the next node, save checkpoints and emit the event stream. A run
+with a handle waits at its interrupts; a run without one (``execute``, ``resume``, a
+subgraph inside its parent) stops there, ``INTERRUPTED``, checkpointed. Only transitions
+into a terminal state emit a terminal event, and terminal states have no way out, so a
+run emits at most one.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import attrs
 
 from ..fsm import FsmBuilder, FsmSpec, Transition, goto, stay
-from ._errors import ExecutorFault, GraphError
-from ._events import BarrierId
-from ._graph import Decision
+from ._errors import ExecutorFault, GraphError, InterruptNeedsStore
+from ._interrupts import BarrierId, Interrupt, InterruptId
+from ._results import Decision, FanOut
 
 if TYPE_CHECKING:
     from ._context import RunContext
@@ -37,9 +40,12 @@ class ExecState(enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
 
 
-TERMINAL_STATES = frozenset({ExecState.COMPLETED, ExecState.FAILED, ExecState.CANCELLED})
+TERMINAL_STATES = frozenset(
+    {ExecState.COMPLETED, ExecState.FAILED, ExecState.CANCELLED, ExecState.INTERRUPTED}
+)
 
 # -- events ------------------------------------------------------------------------------
 
@@ -51,16 +57,16 @@ class Begin:
 
 @attrs.frozen(slots=True)
 class NodeDone:
-    """The current node finished: ``deltas`` (``(branch, delta)`` pairs) turned the
-    state into ``state``; the run goes on with ``next`` (``None``: it is complete)."""
+    """The current step finished: ``deltas`` (``(task, delta)`` pairs) turned the state
+    into ``state``; the run goes on with ``next`` (``None``: it is complete)."""
 
     node: str
     span: str
     started: float
     duration: float
-    deltas: tuple[tuple[str | None, Mapping[str, Any]], ...]
+    deltas: tuple[tuple[str, Mapping[str, Any]], ...]
     state: Any
-    next: str | None
+    next: str | FanOut | None
     cost: float = 0.0
     side_effects: bool = False
     warnings: tuple[str, ...] = ()
@@ -73,19 +79,20 @@ class NothingLeft:
 
 
 @attrs.frozen(slots=True)
-class BarrierReached:
-    """The current node is a barrier: wait for a decision on ``barrier_id``."""
+class Paused:
+    """The step cannot go on until ``interrupts`` have values."""
 
-    barrier_id: BarrierId
-    span: str
-    started: float
+    interrupts: tuple[Interrupt, ...]
 
 
 @attrs.frozen(slots=True)
-class DecisionReady:
-    """A decision for the waiting barrier was already at hand (sent early)."""
+class Stopped:
+    """The pause is checkpointed: the run ends there."""
 
-    decision: Decision
+
+@attrs.frozen(slots=True)
+class ResumeReady:
+    """Every interrupt the run waited on has its value."""
 
 
 @attrs.frozen(slots=True)
@@ -107,10 +114,18 @@ class Decide:
 
 
 @attrs.frozen(slots=True)
-class BarrierTimedOut:
-    """External (from the barrier's timer): ``barrier_id`` waited too long."""
+class Resume:
+    """External: a value for an interrupt (``None``: the only one waiting)."""
 
-    barrier_id: BarrierId
+    target: InterruptId | BarrierId | str | None
+    value: Any
+
+
+@attrs.frozen(slots=True)
+class InterruptTimedOut:
+    """External (from a barrier's timer): ``interrupt_id`` waited too long."""
+
+    interrupt_id: InterruptId
 
 
 @attrs.frozen(slots=True)
@@ -133,16 +148,20 @@ class ExecutorFailed:
 #: Shared instances of the events that carry nothing.
 BEGIN = Begin()
 CANCEL = CancelRequested()
+RESUME_READY = ResumeReady()
+STOPPED = Stopped()
 
 ExecEvent: TypeAlias = (
     Begin
     | NodeDone
     | NothingLeft
-    | BarrierReached
-    | DecisionReady
+    | Paused
+    | Stopped
+    | ResumeReady
     | StepFailed
     | Decide
-    | BarrierTimedOut
+    | Resume
+    | InterruptTimedOut
     | CancelRequested
     | CheckpointRequested
     | ExecutorFailed
@@ -167,8 +186,11 @@ class Commit:
 
 @attrs.frozen(slots=True)
 class Complete:
+    #: The run had completed before (a resumed completed run): nothing to save.
+    already: bool = False
+
     async def execute(self, ctx: Ctx) -> None:
-        await ctx.complete()
+        await ctx.complete(self.already)
 
 
 @attrs.frozen(slots=True)
@@ -186,31 +208,59 @@ class Cancel:
 
 
 @attrs.frozen(slots=True)
-class OpenBarrier:
-    reached: BarrierReached
+class OpenWait:
+    """Checkpoint the pause, report it, start the barriers' timers."""
+
+    paused: Paused
 
     async def execute(self, ctx: Ctx) -> None:
-        await ctx.open_barrier(self.reached)
+        await ctx.open_wait(self.paused)
 
 
 @attrs.frozen(slots=True)
-class CloseBarrier:
-    decision: Decision
-    timed_out: bool
+class SavePause:
+    """Checkpoint the pause of a run that stops there (a failed save fails the run)."""
+
+    paused: Paused
 
     async def execute(self, ctx: Ctx) -> None:
-        await ctx.close_barrier(self.decision, self.timed_out)
+        await ctx.save_pause(self.paused)
+
+
+@attrs.frozen(slots=True)
+class Stop:
+    """End the run at its checkpointed pause."""
+
+    async def execute(self, ctx: Ctx) -> None:
+        await ctx.stop()
+
+
+@attrs.frozen(slots=True)
+class Accept:
+    """Take a value (or a decision) for waiting interrupts, or keep it for later."""
+
+    event: Decide | Resume | InterruptTimedOut
+
+    async def execute(self, ctx: Ctx) -> None:
+        await ctx.accept(self.event)
+
+
+@attrs.frozen(slots=True)
+class Release:
+    """Every interrupt has its value: checkpoint them and run the step again."""
+
+    async def execute(self, ctx: Ctx) -> None:
+        await ctx.release_wait()
 
 
 @attrs.frozen(slots=True)
 class Stash:
-    """Keep a decision that arrived before its barrier."""
+    """Keep a decision or value that arrived before its interrupt."""
 
-    target: BarrierId | str
-    decision: Decision
+    event: Decide | Resume
 
     async def execute(self, ctx: Ctx) -> None:
-        ctx.decisions.put(self.target, self.decision)
+        await ctx.stash(self.event)
 
 
 @attrs.frozen(slots=True)
@@ -225,8 +275,11 @@ ExecAction: TypeAlias = (
     | Complete
     | Fail
     | Cancel
-    | OpenBarrier
-    | CloseBarrier
+    | OpenWait
+    | SavePause
+    | Stop
+    | Accept
+    | Release
     | Stash
     | SaveRequested
 )
@@ -246,11 +299,21 @@ def _node_done(state: ExecState, event: NodeDone, ctx: Ctx) -> _T:
 
 
 def _nothing_left(state: ExecState, event: NothingLeft, ctx: Ctx) -> _T:
-    return goto(ExecState.COMPLETED, Complete())
+    return goto(ExecState.COMPLETED, Complete(already=True))
 
 
-def _barrier_reached(state: ExecState, event: BarrierReached, ctx: Ctx) -> _T:
-    return goto(ExecState.AWAITING_DECISION, OpenBarrier(event))
+def _paused(state: ExecState, event: Paused, ctx: Ctx) -> _T:
+    if ctx.waits:
+        return goto(ExecState.AWAITING_DECISION, OpenWait(event))
+    if not ctx.can_stop:
+        first = event.interrupts[0]
+        where = f"node {first.id.node!r}" if first.id.node else "the run"
+        return goto(ExecState.FAILED, Fail(StepFailed(InterruptNeedsStore(where))))
+    return stay(SavePause(event))
+
+
+def _stopped(state: ExecState, event: Stopped, ctx: Ctx) -> _T:
+    return goto(ExecState.INTERRUPTED, Stop())
 
 
 def _step_failed(state: ExecState, event: StepFailed, ctx: Ctx) -> _T:
@@ -265,37 +328,20 @@ def _checkpoint(state: ExecState, event: CheckpointRequested, ctx: Ctx) -> _T:
     return stay(SaveRequested())
 
 
-def _stash(state: ExecState, event: Decide, ctx: Ctx) -> _T:
-    return stay(Stash(event.target, event.decision))
+def _stash(state: ExecState, event: Decide | Resume, ctx: Ctx) -> _T:
+    return stay(Stash(event))
 
 
-def _stale_timer(state: ExecState, event: BarrierTimedOut, ctx: Ctx) -> _T:
+def _stale_timer(state: ExecState, event: InterruptTimedOut, ctx: Ctx) -> _T:
     return stay()
 
 
-def _decide_waiting(state: ExecState, event: Decide, ctx: Ctx) -> _T:
-    waiting = ctx.waiting
-    assert waiting is not None
-    if event.target == waiting.barrier_id:
-        return goto(ExecState.RUNNING, CloseBarrier(event.decision, False))
-    if event.target == waiting.barrier_id.node:  # a wildcard also serves later occurrences
-        return goto(
-            ExecState.RUNNING,
-            Stash(event.target, event.decision),
-            CloseBarrier(event.decision, False),
-        )
-    return stay(Stash(event.target, event.decision))
+def _accept(state: ExecState, event: Decide | Resume | InterruptTimedOut, ctx: Ctx) -> _T:
+    return stay(Accept(event))
 
 
-def _decision_ready(state: ExecState, event: DecisionReady, ctx: Ctx) -> _T:
-    return goto(ExecState.RUNNING, CloseBarrier(event.decision, False))
-
-
-def _timed_out(state: ExecState, event: BarrierTimedOut, ctx: Ctx) -> _T:
-    waiting = ctx.waiting
-    if waiting is None or event.barrier_id != waiting.barrier_id:
-        return stay()
-    return goto(ExecState.RUNNING, CloseBarrier(ctx.default_decision(), True))
+def _resume_ready(state: ExecState, event: ResumeReady, ctx: Ctx) -> _T:
+    return goto(ExecState.RUNNING, Release())
 
 
 def _fault(state: ExecState, event: ExecutorFailed, ctx: Ctx) -> _T:
@@ -316,13 +362,20 @@ def execution_spec() -> FsmSpec[ExecState, ExecEvent, Ctx, ExecAction]:
     running = b.when(ExecState.RUNNING)
     running.on(NodeDone, _node_done, to=[ExecState.COMPLETED])
     running.on(NothingLeft, _nothing_left, to=[ExecState.COMPLETED])
-    running.on(BarrierReached, _barrier_reached, to=[ExecState.AWAITING_DECISION])
+    running.on(
+        Paused,
+        _paused,
+        to=[ExecState.AWAITING_DECISION, ExecState.FAILED],
+    )
+    running.on(Stopped, _stopped, to=[ExecState.INTERRUPTED])
     running.on(Decide, _stash, to=())
-    running.on(BarrierTimedOut, _stale_timer, to=())
+    running.on(Resume, _stash, to=())
+    running.on(InterruptTimedOut, _stale_timer, to=())
     waiting = b.when(ExecState.AWAITING_DECISION)
-    waiting.on(Decide, _decide_waiting, to=[ExecState.RUNNING])
-    waiting.on(DecisionReady, _decision_ready, to=[ExecState.RUNNING])
-    waiting.on(BarrierTimedOut, _timed_out, to=[ExecState.RUNNING])
+    waiting.on(Decide, _accept, to=())
+    waiting.on(Resume, _accept, to=())
+    waiting.on(InterruptTimedOut, _accept, to=())
+    waiting.on(ResumeReady, _resume_ready, to=[ExecState.RUNNING])
     for active in (ExecState.STARTING, ExecState.RUNNING, ExecState.AWAITING_DECISION):
         scope = b.when(active)
         scope.on(StepFailed, _step_failed, to=[ExecState.FAILED])

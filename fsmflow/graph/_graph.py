@@ -1,195 +1,45 @@
 """The graph model: nodes, edges, routing and the structure hash.
 
 A :class:`Graph` is immutable once built (use :class:`~fsmflow.graph.GraphBuilder`).
-Routing out of a node tries its conditional edges in declaration order, then its normal
-edge, then its fallback edge; the first that applies wins.
+Routing out of a node tries its conditional edges in declaration order, then its fan-out
+edge, then its normal edge, then its fallback edge; the first that applies wins.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Generic, TypeAlias, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import attrs
-
-from ._errors import ConditionTried, Unrouted
+from ..diagrams import Flowchart
+from ._diagram import draw_graph
+from ._errors import ConditionTried, EdgeFailed, Unrouted
+from ._interrupts import BarrierId
+from ._nodes import BarrierNode, Edge, EdgeKind, Node, describe_node, extra_targets
+from ._results import FanOut, Send
 from ._state import StateSchema
+
+if TYPE_CHECKING:
+    from ..diagrams import NodeClass
 
 S = TypeVar("S")
 
 
-@attrs.frozen(slots=True)
-class NodeOutput:
-    """What a node returns when it wants more than "apply this delta, follow the edges".
-
-    ``goto`` names the next node (an edge to it must exist); ``end`` ends the run after
-    this node. ``cost`` and ``side_effects`` feed the adaptive checkpoint score;
-    ``warning`` is reported as an observed, non-fatal error.
-    """
-
-    update: Mapping[str, Any] = attrs.field(factory=dict)
-    goto: str | None = None
-    end: bool = False
-    cost: float = 0.0
-    side_effects: bool = False
-    warning: str | None = None
-
-
-@attrs.frozen(slots=True)
-class Fallback:
-    """A degraded success: apply ``update`` and route along the node's fallback edge."""
-
-    reason: str
-    update: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-#: What a node function may return: a delta, nothing, or one of the result classes.
-NodeResult: TypeAlias = NodeOutput | Fallback | Mapping[str, Any] | None
-#: A node: a sync or async function of the state.
-NodeFn: TypeAlias = Callable[[S], "NodeResult | Awaitable[NodeResult]"]
-
-
-class EdgeKind(enum.Enum):
-    NORMAL = "normal"
-    CONDITIONAL = "conditional"
-    FALLBACK = "fallback"
-
-
-@attrs.frozen(slots=True)
-class Edge(Generic[S]):
-    """An edge; ``condition`` is set for conditional edges only."""
-
-    source: str
-    target: str
-    kind: EdgeKind
-    condition: Callable[[S], bool] | None = attrs.field(default=None, eq=False)
-    label: str | None = None
-
-    def describe(self) -> str:
-        return f"{self.source}->{self.target}"
-
-
-class ParallelStrategy(enum.Enum):
-    """What a failing branch does to its siblings."""
-
-    #: Cancel the other branches at once and fail with the first error.
-    FAIL_FAST = "fail_fast"
-    #: Let every branch finish, then fail listing every error.
-    COLLECT_ALL = "collect_all"
-
-
-class BarrierDefault(enum.Enum):
-    """What a barrier does when its timeout passes without a decision."""
-
-    APPROVE = "approve"
-    REJECT = "reject"
-    #: Continue along the barrier's edges without applying a decision.
-    SKIP = "skip"
-
-
-@attrs.frozen(slots=True)
-class Approve:
-    """Decision: continue along the barrier's edges."""
-
-
-@attrs.frozen(slots=True)
-class Reject:
-    """Decision: go to the barrier's ``on_reject`` node, or fail the run without one."""
-
-    reason: str
-
-
-@attrs.frozen(slots=True)
-class Route:
-    """Decision with routing data: apply ``update`` and go to ``target`` (an edge to it
-    must exist)."""
-
-    target: str
-    update: Mapping[str, Any] = attrs.field(factory=dict)
-
-
-@attrs.frozen(slots=True)
-class Skip:
-    """Decision: continue along the edges as if the barrier were not there."""
-
-
-Decision: TypeAlias = Approve | Reject | Route | Skip
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - a callable object's own method
-    )
-
-
-@attrs.frozen(slots=True)
-class FunctionNode(Generic[S]):
-    name: str
-    fn: NodeFn[S] = attrs.field(eq=False)
-    is_async: bool = attrs.field(eq=False)
-
-
-@attrs.frozen(slots=True)
-class Branch(Generic[S]):
-    name: str
-    fn: NodeFn[S] = attrs.field(eq=False)
-    is_async: bool = attrs.field(eq=False)
-
-
-@attrs.frozen(slots=True)
-class ParallelNode(Generic[S]):
-    name: str
-    branches: tuple[Branch[S], ...]
-    strategy: ParallelStrategy
-
-
-#: Decides what a barrier decision does: returns the node result to apply.
-BarrierApply: TypeAlias = Callable[[S, Decision], "NodeResult | Awaitable[NodeResult]"]
-
-
-@attrs.frozen(slots=True)
-class BarrierNode(Generic[S]):
-    name: str
-    timeout: float | None
-    default: BarrierDefault
-    on_reject: str | None
-    apply: BarrierApply[S] | None = attrs.field(eq=False)
-    is_async: bool = attrs.field(eq=False)
-
-
-Node: TypeAlias = FunctionNode[S] | ParallelNode[S] | BarrierNode[S]
-
-
-def _describe_node(node: Node[Any]) -> dict[str, Any]:
-    if isinstance(node, FunctionNode):
-        return {"kind": "function"}
-    if isinstance(node, ParallelNode):
-        return {
-            "kind": "parallel",
-            "branches": [b.name for b in node.branches],
-            "strategy": node.strategy.value,
-        }
-    return {
-        "kind": "barrier",
-        "timeout": node.timeout,
-        "default": node.default.value,
-        "on_reject": node.on_reject,
-        "custom": node.apply is not None,
-    }
-
-
-def _reject_target(node: Node[Any]) -> frozenset[str]:
-    if isinstance(node, BarrierNode) and node.on_reject is not None:
-        return frozenset({node.on_reject})
-    return frozenset()
+_ROUTE_ORDER = {
+    EdgeKind.CONDITIONAL: 0,
+    EdgeKind.FAN_OUT: 1,
+    EdgeKind.NORMAL: 2,
+    EdgeKind.FALLBACK: 3,
+}
 
 
 class Graph(Generic[S]):
-    """A validated graph over state type ``S``. Build it with ``GraphBuilder``."""
+    """A validated graph over state type ``S``. Build it with ``GraphBuilder``.
+
+    A graph draws itself (:meth:`flowchart`), so ``fsmflow diagram MODULE:GRAPH`` and
+    :func:`fsmflow.diagrams.to_mermaid` accept it.
+    """
 
     def __init__(
         self,
@@ -199,6 +49,8 @@ class Graph(Generic[S]):
         edges: tuple[Edge[S], ...],
         start: str,
         end: str,
+        interrupt_before: frozenset[str] = frozenset(),
+        interrupt_after: frozenset[str] = frozenset(),
     ) -> None:
         self.name = name
         self.schema = schema
@@ -206,39 +58,44 @@ class Graph(Generic[S]):
         self.edges = edges
         self.start = start
         self.end = end
+        self.interrupt_before = interrupt_before
+        self.interrupt_after = interrupt_after
         out: dict[str, list[Edge[S]]] = {n: [] for n in self.nodes}
         for edge in edges:
             out[edge.source].append(edge)
-        order = {EdgeKind.CONDITIONAL: 0, EdgeKind.NORMAL: 1, EdgeKind.FALLBACK: 2}
         #: Outgoing edges per node, in routing order (stable within a kind).
         self.routes: dict[str, tuple[Edge[S], ...]] = {
-            n: tuple(sorted(es, key=lambda e: order[e.kind])) for n, es in out.items()
+            n: tuple(sorted(es, key=lambda e: _ROUTE_ORDER[e.kind])) for n, es in out.items()
         }
-        #: Where each node may go: its edges' targets and a barrier's ``on_reject``.
+        #: Where each node may go: its edges' targets, a barrier's ``on_reject`` and an
+        #: ``on_error`` route.
         self.targets: dict[str, frozenset[str]] = {
-            n: frozenset(e.target for e in es) | _reject_target(self.nodes[n])
+            n: frozenset(e.target for e in es) | extra_targets(self.nodes[n])
             for n, es in out.items()
         }
         self.barriers = tuple(n for n, node in self.nodes.items() if isinstance(node, BarrierNode))
-        self.hash = self._structure_hash()
+        self.structure = self._structure()
+        text = json.dumps(self.structure, sort_keys=True, separators=(",", ":"))
+        self.hash = hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def state_type(self) -> type[S]:
         return self.schema.state_type
 
-    def _structure_hash(self) -> str:
-        """SHA-256 of the structure (names, kinds, edges, start, end) — not of the
-        functions' code, so it is the same in every process running this definition."""
-        structure = {
+    def _structure(self) -> dict[str, Any]:
+        """What the structure hash covers: names, kinds, edges, start, end, reducers and
+        interrupt points — not the functions' code, so it is the same in every process
+        running this definition."""
+        return {
             "start": self.start,
             "end": self.end,
             "state": self.schema.state_type.__qualname__,
             "reducers": {k: r.name for k, r in sorted(self.schema.reducers.items())},
-            "nodes": {name: _describe_node(n) for name, n in sorted(self.nodes.items())},
+            "nodes": {name: describe_node(n) for name, n in sorted(self.nodes.items())},
             "edges": [[e.source, e.target, e.kind.value, e.label] for e in self.edges],
+            "interrupt_before": sorted(self.interrupt_before),
+            "interrupt_after": sorted(self.interrupt_after),
         }
-        text = json.dumps(structure, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
 
     def fallback_target(self, node: str) -> str | None:
         for edge in self.routes[node]:
@@ -246,20 +103,85 @@ class Graph(Generic[S]):
                 return edge.target
         return None
 
-    def route(self, node: str, state: S) -> str:
-        """The next node after ``node``: the first conditional edge whose condition holds,
-        else the normal edge, else the fallback edge; raises :class:`Unrouted`."""
-        edges = self.routes[node]
-        for edge in edges:
-            if edge.condition is None or edge.condition(state):
+    def route(self, node: str, state: S) -> str | FanOut:
+        """Where to go after ``node``: the first conditional edge whose condition holds,
+        else the fan-out edge (the sends it lists), else the normal edge, else the
+        fallback edge. Raises :class:`Unrouted` when none applies and
+        :class:`EdgeFailed` (naming the node and the edge) when a condition or a fan-out
+        function raises."""
+        tried: list[ConditionTried] = []
+        for edge in self.routes[node]:
+            condition = edge.condition
+            if condition is None:
+                if edge.fan is None:
+                    return edge.target
+                try:
+                    sends = tuple(Send(edge.target, arg) for arg in edge.fan(state))
+                    return FanOut(edge.target, sends)
+                except Exception as exc:
+                    raise EdgeFailed(node, edge.describe(), edge.label, exc) from exc
+            try:
+                matched = bool(condition(state))
+            except Exception as exc:
+                raise EdgeFailed(node, edge.describe(), edge.label, exc) from exc
+            if matched:
                 return edge.target
-        raise Unrouted(
-            node,
-            [
-                ConditionTried(e.describe(), e.label, bool(e.condition and e.condition(state)))
-                for e in edges
-            ],
-        )
+            tried.append(ConditionTried(edge.describe(), edge.label, False))
+        raise Unrouted(node, tried)
+
+    def flowchart(
+        self,
+        *,
+        title: str | None = None,
+        highlight: Mapping[str, NodeClass] | None = None,
+    ) -> Flowchart:
+        """The graph as a picture: start and end, every node (barriers as diamonds,
+        subgraphs with their own nodes inside, parallel branches grouped, fan-out targets
+        marked), normal edges solid, conditional ones dashed with their condition's name,
+        fallback and error routes dotted, fan-outs thick, static interrupt points named.
+        ``highlight`` marks nodes (a run's current node, a waiting barrier)."""
+        return draw_graph(self, title=title, highlight=highlight or {})
+
+    def barrier_ids_text(self) -> str:
+        return ", ".join(map(repr, self.barriers)) or "none"
+
+    def check_barrier_target(self, target: BarrierId | str) -> None:
+        """Raise ``ValueError`` listing this graph's barriers when ``target`` names none."""
+        node = target.node if isinstance(target, BarrierId) else target
+        if node not in self.barriers:
+            raise ValueError(
+                f"{str(target)!r} is not a barrier of graph {self.name!r}; its barriers are "
+                f"{self.barrier_ids_text()}"
+            )
 
     def __repr__(self) -> str:
         return f"<Graph {self.name!r}: {len(self.nodes)} nodes, hash {self.hash[:12]}>"
+
+
+def describe_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What differs between two graph structures (as :attr:`Graph.structure` gives
+    them), one line per change: nodes added, removed or changed, edges added or removed,
+    start, end, state type, reducers and interrupt points."""
+    changes: list[str] = []
+    for field in ("start", "end", "state"):
+        if saved.get(field) != current.get(field):
+            changes.append(f"{field}: {saved.get(field)!r} -> {current.get(field)!r}")
+    old_nodes: Mapping[str, Any] = saved.get("nodes", {})
+    new_nodes: Mapping[str, Any] = current.get("nodes", {})
+    for name in sorted(set(old_nodes) | set(new_nodes)):
+        if name not in new_nodes:
+            changes.append(f"node {name!r} removed")
+        elif name not in old_nodes:
+            changes.append(f"node {name!r} added")
+        elif old_nodes[name] != new_nodes[name]:
+            changes.append(f"node {name!r} changed: {old_nodes[name]} -> {new_nodes[name]}")
+    old_edges = {tuple(e) for e in saved.get("edges", [])}
+    new_edges = {tuple(e) for e in current.get("edges", [])}
+    for edge in sorted(old_edges - new_edges, key=str):
+        changes.append(f"edge {edge[0]}->{edge[1]} ({edge[2]}) removed")
+    for edge in sorted(new_edges - old_edges, key=str):
+        changes.append(f"edge {edge[0]}->{edge[1]} ({edge[2]}) added")
+    for field in ("reducers", "interrupt_before", "interrupt_after"):
+        if saved.get(field) != current.get(field):
+            changes.append(f"{field}: {saved.get(field)} -> {current.get(field)}")
+    return changes

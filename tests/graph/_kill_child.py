@@ -1,8 +1,9 @@
 """The process ``test_kill.py`` kills: a checkpointed graph run on a SQLite file.
 
-Usage: ``python -m tests.graph._kill_child DB TRACE_ID LIMIT``. It resumes ``TRACE_ID``
-from its latest checkpoint, or starts it afresh when there is none, checkpointing every
-step; it prints ``saved STEP`` after each checkpoint and ``final STEP`` at the end.
+Usage: ``python -m tests.graph._kill_child DB THREAD LIMIT``. It resumes ``THREAD`` from
+its newest checkpoint, or starts it when it has none, checkpointing every step; it
+prints ``start STEP`` when the run starts (the step it continues from), ``saved STEP``
+after each checkpoint is stored, and ``final STEPS`` when it completes.
 """
 
 from __future__ import annotations
@@ -15,39 +16,47 @@ from fsmflow.graph import (
     CheckpointNotFound,
     CheckpointPolicy,
     CheckpointSaved,
+    GraphCompleted,
+    GraphStarted,
     GraphStream,
     execute_stream,
-    load_run,
     resume_from,
 )
 from fsmflow.store import Durability, SqliteStore
 
-from ._graphs import Counter, loop_graph
+from ._graphs import Counter, kill_graph
 
-POLICY = CheckpointPolicy(every_step=True)
+POLICY = CheckpointPolicy(every_step=True, keep=60)
+COMPACT_AFTER = 4
 
 
 async def _follow(run: GraphStream[Counter]) -> None:
     async for event in run:
-        if isinstance(event, CheckpointSaved):
+        if isinstance(event, GraphStarted):
+            print(f"start {event.step}", flush=True)
+        elif isinstance(event, CheckpointSaved):
             print(f"saved {event.step}", flush=True)
+        elif isinstance(event, GraphCompleted):
+            print(f"final {event.result.steps}", flush=True)
     assert run.result is not None, run.error
-    print(f"final {run.result.steps}", flush=True)
 
 
-async def main(db: str, trace_id: str, limit: int) -> None:
-    graph = loop_graph(limit, delay=0.002)
+async def main(db: str, thread: str, limit: int) -> None:
+    graph = kill_graph(limit, delay=0.002)
     async with await SqliteStore.open(db, durability=Durability.NORMAL) as store:
         try:
-            await load_run(store, graph, trace_id)
+            async with resume_from(graph, thread, store=store, compact_after=COMPACT_AFTER) as run:
+                await _follow(run)
         except CheckpointNotFound:
             async with execute_stream(
-                graph, Counter(), store=store, policy=POLICY, trace_id=trace_id, compact_after=8
+                graph,
+                Counter(),
+                store=store,
+                policy=POLICY,
+                trace_id=thread,
+                compact_after=COMPACT_AFTER,
             ) as run:
                 await _follow(run)
-            return
-        async with resume_from(graph, trace_id, store=store, policy=POLICY, compact_after=8) as run:
-            await _follow(run)
 
 
 if __name__ == "__main__":

@@ -208,7 +208,7 @@ async def test_cancel_while_waiting_ends_the_run_as_cancelled(
 ) -> None:
     async def cancel(handle: Any, event: BarrierWaiting) -> None:
         await trio.sleep(5)
-        handle.cancel()
+        await handle.cancel()
 
     events, _run = await _collect(_gated(timeout=60), cancel)
     last = events[-1]
@@ -221,7 +221,7 @@ async def test_cancel_before_the_run_starts(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def cancel(handle: Any) -> None:
-        handle.cancel()
+        await handle.cancel()
 
     events, run = await _collect(_gated(), before=cancel)
     assert isinstance(events[-1], GraphCancelled) and run.cancelled_at == "work"

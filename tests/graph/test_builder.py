@@ -112,8 +112,10 @@ def test_bad_deltas_and_bad_schemas_raise_clear_errors() -> None:
         schema.apply(Counter(), {"total": "x"}, "node")
     with pytest.raises(TypeError, match="attrs class or a TypedDict"):
         StateSchema(dict, {})
-    with pytest.raises(TypeError, match="unknown key"):
-        StateSchema(Counter, {"missing": add})
+    assert "unknown key(s) 'missing'" in StateSchema(Counter, {"missing": add}).problems()[0]
+    b = GraphBuilder(Counter, reducers={"missing": add}).node("a", _noop).start("a").end("a")
+    with pytest.raises(GraphDefinitionError, match="reducers for unknown key"):
+        b.build()
 
 
 def test_parallel_conflicts_only_on_non_combining_keys() -> None:

@@ -1,9 +1,9 @@
-"""Checkpoints: policies, incremental snapshots and compaction, resume, hash checks, CLI."""
+"""Checkpoints: policies, incremental snapshots, compaction and pruning, resume, hash
+checks, bounded restores."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -11,14 +11,12 @@ import pytest
 import trio
 import trio.testing
 
-from fsmflow.cli import main
 from fsmflow.graph import (
     AdaptiveScore,
     BarrierId,
     BarrierWaiting,
     CheckpointNotFound,
     CheckpointPolicy,
-    CheckpointRecord,
     CheckpointSaved,
     ErrorObserved,
     GraphBuilder,
@@ -29,81 +27,66 @@ from fsmflow.graph import (
     NodeStarted,
     execute,
     execute_stream,
+    get_state,
     inspect_run,
     list_runs,
     load_run,
+    reducer,
     resume,
     resume_from,
+    state_history,
 )
-from fsmflow.store import Codec, DecodeError, Durability, MemoryStore, SqliteStore
+from fsmflow.store import BatchOp, DecodeError, Fence, MemoryStore, Put, Versioned
 
-from ._graphs import Counter, counter_builder, loop_graph
+from ._graphs import Counter, counter_builder, loop_graph, states_by_step, stored_records
 
-EVERY_STEP = CheckpointPolicy(every_step=True)
-
-
-def _records(store: MemoryStore, trace_id: str) -> list[CheckpointRecord]:
-    codec = Codec().register(CheckpointRecord)
-    return [
-        codec.decode(c.value, CheckpointRecord, "test")
-        for c in store._checkpoints[trace_id].values()
-    ]
+EVERY_STEP = CheckpointPolicy(every_step=True, keep=None)
 
 
-async def test_every_step_checkpoints_are_incremental_and_compacted() -> None:
+async def test_every_step_checkpoints_are_incremental_compacted_and_numbered() -> None:
     store = MemoryStore()
     await execute(
-        loop_graph(10),
-        Counter(),
-        store=store,
-        policy=EVERY_STEP,
-        compact_after=3,
-        trace_id="run",
+        loop_graph(10), Counter(), store=store, policy=EVERY_STEP, compact_after=3, trace_id="run"
     )
-    records = _records(store, "run")
-    assert [r.step for r in records] == list(range(1, 22))
-    assert [r.full for r in records][:9] == [
-        True,
-        False,
-        False,
-        False,
-        True,
-        False,
-        False,
-        False,
-        True,
-    ]
-    assert records[1].state is None and records[1].deltas == [
+    records = await stored_records(store, "run")
+    # the input (step 0), every step but the last, and the completion
+    assert [r.checkpoint for r in records] == list(range(1, 23))
+    assert [r.step for r in records] == [0, *range(1, 21), 21]
+    assert [r.parent for r in records] == [None, *range(1, 22)]
+    assert records[0].trigger == "input" and records[0].mark and records[0].full
+    assert [r.full for r in records][:9] == [True, False, False, False, True] + [False] * 3 + [True]
+    assert records[2].state is None and records[2].deltas == [
         {"trail": ["tock"], "notes": {"k1": "v1"}}
     ]
-    assert records[-1].trigger == "completion" and records[-1].next_node is None
-    assert records[-1].status == "completed" and records[-1].step == 21
-    # the completion checkpoint shares the last step: it is written in full
-    assert records[-1].full
-    assert records[0].graph_hash == loop_graph(10).hash
+    last = records[-1]
+    assert last.trigger == "completion" and last.next_node is None and last.mark and last.full
+    assert last.status == "completed" and records[0].graph_hash == loop_graph(10).hash
+    assert {r.run_id for r in records} == {"run"} and {r.thread_id for r in records} == {"run"}
 
 
-async def test_restoring_replays_deltas_onto_the_last_full_state() -> None:
+async def test_every_checkpoint_restores_the_state_the_run_had_at_its_step() -> None:
     store = MemoryStore()
-    expected = await execute(loop_graph(6), Counter())
-    policy = CheckpointPolicy(every_step=True, on_completion=False)
+    reference = await states_by_step(loop_graph(9), Counter())
     await execute(
-        loop_graph(6), Counter(), store=store, policy=policy, trace_id="r", compact_after=4
+        loop_graph(9), Counter(), store=store, policy=EVERY_STEP, trace_id="r", compact_after=4
     )
-    restored = await load_run(store, loop_graph(6), "r")
-    # the last step ("done") completed the run, which this policy does not checkpoint
-    assert restored.next_node == "done" and restored.step == expected.steps - 1
-    assert restored.state == attrs.evolve(expected.state, trail=expected.state.trail[:-1])
+    for record in await stored_records(store, "r"):
+        restored = await load_run(store, loop_graph(9), "r", checkpoint=record.checkpoint)
+        assert restored.state == reference[record.step], record.checkpoint
+        assert restored.step == record.step
+    history = await state_history(loop_graph(9), "r", store=store)
+    assert [h.checkpoint for h in history] == list(range(len(history), 0, -1))
+    assert all(h.state == reference[h.step] for h in history)
 
 
 async def test_default_policy_saves_only_on_completion_for_plain_graphs() -> None:
     store = MemoryStore()
     await execute(loop_graph(3), Counter(), store=store, trace_id="x")
-    assert [r.trigger for r in _records(store, "x")] == ["completion"]
+    assert [r.trigger for r in await stored_records(store, "x")] == ["completion"]
     none = MemoryStore()
     policy = CheckpointPolicy(on_completion=False)
     await execute(loop_graph(3), Counter(), store=none, policy=policy, trace_id="x")
-    assert await none.runs() == []
+    assert await none.keys("fsmflow.graph.threads") == []
 
 
 async def test_adaptive_policy_saves_after_costly_or_side_effecting_steps() -> None:
@@ -124,9 +107,9 @@ async def test_adaptive_policy_saves_after_costly_or_side_effecting_steps() -> N
     policy = CheckpointPolicy(on_completion=False, adaptive=AdaptiveScore(threshold=1.0))
     async with execute_stream(graph, Counter(), store=store, policy=policy) as run:
         saved = [e for e in [e async for e in run] if isinstance(e, CheckpointSaved)]
-    assert [(s.step, s.next_node, s.trigger) for s in saved] == [
-        (2, "mail", "adaptive"),
-        (3, "end", "adaptive"),
+    assert [(s.step, s.next_node, s.trigger, s.checkpoint) for s in saved] == [
+        (2, "mail", "adaptive", 1),
+        (3, "end", "adaptive", 2),
     ]
     assert saved[1].incremental
     score = AdaptiveScore(duration_weight=2, cost_weight=0, side_effect_weight=3)
@@ -150,12 +133,15 @@ async def test_barrier_checkpoints_let_another_process_resume_the_wait(
                     await run.handle.approve(event.barrier_id)
                 else:
                     break  # the process that waited goes away
-    records = _records(store, "hitl")
+    records = await stored_records(store, "hitl")
     assert [(r.trigger, r.status, r.next_node) for r in records] == [
-        ("barrier", "waiting", "gate"),
-        ("barrier", "running", "work"),
+        ("barrier", "waiting", "gate"),  # before anyone hears of the barrier
+        ("resume", "running", "gate"),  # the decision, durable before it is applied
+        ("barrier", "running", "work"),  # after the barrier step
         ("barrier", "waiting", "gate"),
     ]
+    waiting = await get_state(graph, "hitl", store=store)
+    assert waiting.status == "waiting" and waiting.interrupts[0].barrier_id == BarrierId("gate", 2)
     async with resume_from(graph, "hitl", store=store) as resumed:
         events = []
         async for event in resumed:
@@ -193,7 +179,8 @@ async def test_explicit_requests_checkpoint_between_nodes_and_while_waiting() ->
         (1, "gate", "request"),
         (1, "gate", "request"),
     ]
-    assert not saved[0].incremental and not saved[1].incremental  # same step: full again
+    assert not saved[0].incremental  # a run's first checkpoint is full
+    assert not saved[1].incremental  # and one taken while waiting is a mark
     off = CheckpointPolicy(on_request=False)
     async with execute_stream(loop_graph(1), Counter(), store=MemoryStore(), policy=off) as run:
         await run.handle.request_checkpoint()
@@ -211,13 +198,15 @@ async def test_resume_continues_to_the_same_final_state() -> None:
         async for event in run:
             if isinstance(event, CheckpointSaved) and event.step == 7:
                 break
-    result = await resume(loop_graph(8), "t", store=store, policy=EVERY_STEP)
+    result = await resume(loop_graph(8), "t", store=store)
     assert result.state == expected.state and result.steps == expected.steps
+    assert result.trace_id == "t"
     again = await resume(loop_graph(8), "t", store=store)  # already complete
     assert again.state == expected.state
+    assert len(await stored_records(store, "t")) == expected.steps + 1  # nothing added
 
 
-async def test_resume_errors_missing_run_hash_mismatch_and_force() -> None:
+async def test_resume_errors_missing_run_hash_mismatch_says_what_changed_and_force() -> None:
     store = MemoryStore()
     with pytest.raises(CheckpointNotFound, match="nope"):
         await resume(loop_graph(3), "nope", store=store)
@@ -225,33 +214,51 @@ async def test_resume_errors_missing_run_hash_mismatch_and_force() -> None:
     changed = loop_graph(3, name="renamed-graph-changes-nothing")
     assert changed.hash == loop_graph(3).hash
     other = counter_builder("loop").node("tick", lambda s: None).node("done", lambda s: None)
-    other = other.node("tock", lambda s: None).edge("tick", "tock").edge("tock", "done")
+    other = other.node("tock", lambda s: None).node("extra", lambda s: None)
+    other.edge("tick", "tock").edge("tock", "extra").edge("extra", "done")
     other_graph = other.start("tick").end("done").build()
     with pytest.raises(GraphHashMismatch, match="force=True") as info:
-        await resume(other_graph, "h", store=store)
+        await resume(other_graph, "h", store=store, checkpoint=3)
     assert info.value.saved == loop_graph(3).hash
+    assert "node 'extra' added" in info.value.changes
+    assert "edge tock->tick (conditional) removed" in info.value.changes
+    assert "edge tock->done (normal) removed" in str(info.value)
     with pytest.warns(GraphHashMismatchWarning, match="graph hash"):
-        result = await resume(other_graph, "h", store=store, force=True)
-    assert result.state.n == 3
+        result = await resume(other_graph, "h", store=store, force=True, checkpoint=3)
+    assert result.state.n == 1  # forked after step 2, then tick -> tock -> extra -> done
 
 
 async def test_undecodable_checkpoints_name_the_checkpoint() -> None:
     store = MemoryStore()
-    await store.save_checkpoint("bad", 4, b"{not json")
-    with pytest.raises(DecodeError, match="checkpoint bad@4"):
+    await execute(loop_graph(1), Counter(), store=store, trace_id="bad", policy=EVERY_STEP)
+    await store.put("fsmflow.graph/bad", "c000000000001", b"{not json")
+    with pytest.raises(DecodeError, match="checkpoint bad@1"):
+        await load_run(store, loop_graph(1), "bad", checkpoint=1)
+    head = await store.get("fsmflow.graph/bad", "head")
+    assert head is not None
+    damaged = head.value.replace(b'"run_start":0', b'"run_start":"x"')
+    await store.put("fsmflow.graph/bad", "head", damaged)
+    with pytest.raises(DecodeError, match=r"checkpoint bad@4 .* \$\.run_start"):
         await load_run(store, loop_graph(1), "bad")
-    assert await list_runs(store) == []
+    await store.put("fsmflow.graph/bad", "head", b'{"latest": "x"}')
+    with pytest.raises(DecodeError, match="thread bad head"):
+        await load_run(store, loop_graph(1), "bad")
 
 
 async def test_a_failing_store_is_an_observed_error_and_the_next_save_is_full() -> None:
     class Flaky(MemoryStore):
+        """Refuses the second checkpoint write."""
+
         calls = 0
 
-        async def save_checkpoint(self, run_id: str, step: int, value: bytes) -> None:
-            self.calls += 1
-            if self.calls == 2:
-                raise OSError("disk full")
-            await super().save_checkpoint(run_id, step, value)
+        async def write_batch(
+            self, ops: Sequence[BatchOp], *, fence: Fence | None = None
+        ) -> list[int | bool | None]:
+            if any(isinstance(op, Put) and op.key.startswith("c") for op in ops):
+                self.calls += 1
+                if self.calls == 2:
+                    raise OSError("disk full")
+            return await super().write_batch(ops, fence=fence)
 
     store = Flaky()
     async with execute_stream(
@@ -260,52 +267,16 @@ async def test_a_failing_store_is_an_observed_error_and_the_next_save_is_full() 
         events = [e async for e in run]
     observed = [e for e in events if isinstance(e, ErrorObserved)]
     assert len(observed) == 1 and "disk full" in observed[0].message
-    records = _records(store, "f")
-    assert [r.full for r in records][:2] == [True, True]
+    records = await stored_records(store, "f")
+    assert [r.full for r in records][:3] == [True, True, False]  # after the failure: full
+    # each CheckpointSaved is exactly one stored checkpoint
+    saved = [e.checkpoint for e in events if isinstance(e, CheckpointSaved)]
+    assert saved == [r.checkpoint for r in records]
     restored = await load_run(store, loop_graph(2), "f")
     assert restored.state == (await execute(loop_graph(2), Counter())).state
 
 
-async def test_sqlite_checkpoints_and_the_runs_cli(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "runs.sqlite3"
-    async with await SqliteStore.open(path, durability=Durability.OFF) as store:
-        await execute(loop_graph(3), Counter(), store=store, policy=EVERY_STEP, trace_id="a1")
-        await store.save_checkpoint("foreign", 1, b"\x00")
-        summaries = await list_runs(store)
-        assert [(s.trace_id, s.status, s.latest_step) for s in summaries] == [
-            ("a1", "completed", 7)
-        ]
-        infos = await inspect_run(store, "a1")
-        assert len(infos) == 7 and infos[0].full and not infos[1].full
-
-    def cli(*args: str) -> tuple[int, str]:
-        code = main(list(args))
-        return code, capsys.readouterr().out
-
-    code, out = await trio.to_thread.run_sync(cli, "runs", "list", str(path))
-    assert code == 0 and "a1  loop  step 7  completed" in out
-    code, out = await trio.to_thread.run_sync(cli, "runs", "list", str(path), "--json")
-    assert json.loads(out)[0]["trace_id"] == "a1"
-    code, out = await trio.to_thread.run_sync(cli, "runs", "show", str(path), "a1")
-    assert code == 0 and out.count("\n") == 7 and "completion" in out and "+1 deltas" in out
-    code, out = await trio.to_thread.run_sync(cli, "runs", "show", str(path), "a1", "--json")
-    assert json.loads(out)[-1]["trigger"] == "completion"
-    code, _ = await trio.to_thread.run_sync(cli, "runs", "show", str(path), "zzz")
-    assert code == 1
-    code, _ = await trio.to_thread.run_sync(cli, "runs", "list", str(tmp_path / "missing"))
-    assert code == 2
-    empty = tmp_path / "empty.sqlite3"
-    async with await SqliteStore.open(empty):
-        pass
-    code, out = await trio.to_thread.run_sync(cli, "runs", "list", str(empty))
-    assert out.strip() == "no runs"
-
-
 def test_custom_reducer_update_types_round_trip() -> None:
-    from fsmflow.graph import reducer
-
     def extend(current: list[str], update: str) -> list[str]:
         return [*current, update]
 
@@ -321,3 +292,64 @@ def test_custom_reducer_update_types_round_trip() -> None:
         return (await load_run(store, graph, "c")).state
 
     assert trio.run(main_).trail == ["x", "y"]
+
+
+async def test_pruning_bounds_storage_and_keeps_what_restores() -> None:
+    """A long run with ``keep=30`` stores at most 30 recent checkpoints, the full one the
+    oldest of them builds on, and its marks; every kept checkpoint restores exactly."""
+    graph = loop_graph(150)
+    reference = await states_by_step(graph, Counter())
+    store = MemoryStore()
+    policy = CheckpointPolicy(every_step=True, keep=30)
+    await execute(graph, Counter(), store=store, policy=policy, trace_id="p", compact_after=5)
+    records = await stored_records(store, "p")
+    marks = [r for r in records if r.mark]
+    assert [m.trigger for m in marks] == ["input", "completion"]
+    assert len(records) <= 30 + 6 + len(marks)
+    assert records[-1].checkpoint == 302  # numbers are never reused
+    for record in records:
+        restored = await load_run(store, graph, "p", checkpoint=record.checkpoint)
+        assert restored.state == reference[record.step]
+    history = await state_history(graph, "p", store=store)
+    assert len(history) == len(records)
+    forever = MemoryStore()
+    await execute(graph, Counter(), store=forever, policy=EVERY_STEP, trace_id="p", compact_after=5)
+    assert len(await stored_records(forever, "p")) == 302
+
+
+class CountingStore(MemoryStore):
+    """Counts the records a load reads."""
+
+    gets = 0
+
+    async def get(self, namespace: str, key: str) -> Versioned | None:
+        self.gets += 1
+        return await super().get(namespace, key)
+
+
+@pytest.mark.parametrize("steps", [40, 400])
+async def test_loading_reads_a_bounded_number_of_checkpoints(steps: int) -> None:
+    store = CountingStore()
+    policy = CheckpointPolicy(every_step=True, keep=None, on_completion=False)
+    graph = loop_graph(steps)
+    await execute(graph, Counter(), store=store, policy=policy, trace_id="l", compact_after=10)
+    store.gets = 0
+    restored = await load_run(store, graph, "l")
+    assert restored.step == 2 * steps
+    # the head, up to compact_after + 1 records past it, the structure: not the history
+    assert store.gets <= 2 * (10 + 2) + 2
+
+
+async def test_listing_threads_and_their_checkpoints() -> None:
+    store = MemoryStore()
+    await execute(loop_graph(2), Counter(), store=store, policy=EVERY_STEP, trace_id="a1")
+    await execute(loop_graph(1), Counter(), store=store, trace_id="b2")
+    summaries = await list_runs(store)
+    assert [(s.thread_id, s.status, s.latest_step, s.checkpoints) for s in summaries] == [
+        ("a1", "completed", 5, 6),
+        ("b2", "completed", 3, 1),
+    ]
+    infos = await inspect_run(store, "a1")
+    assert [i.checkpoint for i in infos] == list(range(1, 7))
+    assert infos[0].full and infos[0].mark and not infos[1].full and infos[1].deltas == 1
+    assert attrs.asdict(infos[0])["trigger"] == "input"

@@ -378,12 +378,12 @@ async def test_cancel_interrupts_a_running_node(autojump_clock: trio.testing.Moc
             events.append(event)
             if isinstance(event, NodeStarted) and event.node == "slow":
                 await trio.sleep(1)
-                run.handle.cancel()
+                await run.handle.cancel()
     last = events[-1]
     assert isinstance(last, GraphCancelled) and last.where == "slow" and last.state.n == 1
     assert run.cancelled_at == "slow"
     assert trio.current_time() < 50
-    run.handle.cancel()  # after the end: nothing happens
+    await run.handle.cancel()  # after the end: nothing happens
     assert not await run.handle.request_checkpoint()
 
 
@@ -401,3 +401,31 @@ async def test_runs_under_asyncio_too() -> None:
         return result.state.n
 
     assert await trio.to_thread.run_sync(lambda: anyio.run(main, backend="asyncio")) == 2
+
+
+async def test_a_step_that_fails_after_merging_leaves_the_state_as_it_was() -> None:
+    """In-place merges are undone when the step fails afterwards (here its routing), so
+    the failure reports - and checkpoints - the state before the step, and a resume
+    applies the step's writes once."""
+    from fsmflow.graph import CheckpointPolicy, resume
+    from fsmflow.store import MemoryStore
+
+    def grow(state: Counter) -> Mapping[str, Any]:
+        return {"trail": ["x"], "notes": {"k": str(state.n)}}
+
+    ok = {"route": False}
+    b = counter_builder().node("grow", grow).node("end", _noop)
+    b.edge("grow", "grow", when=lambda s: len(s.trail) < 3)
+    b.edge("grow", "end", when=lambda s: ok["route"])
+    graph = b.start("grow").end("end").build()
+    store = MemoryStore()
+    async with execute_stream(
+        graph, Counter(), store=store, thread_id="u", policy=CheckpointPolicy(every_step=True)
+    ) as run:
+        events = [e async for e in run]
+    failed = events[-1]
+    assert isinstance(failed, GraphFailed) and isinstance(failed.error, Unrouted)
+    assert failed.state.trail == ["x", "x"] and failed.step == 2
+    ok["route"] = True
+    result = await resume(graph, "u", store=store)
+    assert result.state.trail == ["x", "x", "x"]
