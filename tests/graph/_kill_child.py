@@ -42,7 +42,7 @@ async def _follow(run: GraphStream[Counter]) -> None:
 
 
 async def main(db: str, thread: str, limit: int) -> None:
-    graph = kill_graph(limit, delay=0.002)
+    graph = kill_graph(limit, delay=0.02)
     async with await SqliteStore.open(db, durability=Durability.NORMAL) as store:
         try:
             async with resume_from(graph, thread, store=store, compact_after=COMPACT_AFTER) as run:
