@@ -89,25 +89,18 @@ class StateMachine(Generic[S, E, C, A], metaclass=NoPublicConstructor):
         :class:`UndeclaredTargetError` for a target outside ``to=``; the state is then
         unchanged.
         """
+        # The body of _handle_now(), repeated (each call saved is a tenth of a transition),
+        # except that the actions come back as a new list.
         node = self._node
-        # Enum members are keyed by identity: an enum's hash is computed in Python (the
-        # dearest step of a lookup), and a raw value equal to a member (``"a"`` for a str
-        # enum) or an unhashable value must not find the member's route.
         route = node.routes.get(id(event) if self._enum_events else type(event))
         if route is None:
             return await self._handle_unhandled(event, ctx)
+        if route.is_async:
+            return await self._handle_async(route, event, ctx)
         try:
             result: Any = route.function(self._state, event, ctx)
-            if route.is_async:
-                result = await result
         except Exception as exc:
-            raise HandlerError(
-                self._spec.name, route.handler.name, variant_name(node.variant), _event_label(event)
-            ) from exc
-        # The common cases, inlined to save a coroutine per event: stay(), or a goto()
-        # along an allowed edge that runs no hook and starts no timer. Everything else
-        # (hooks, timers, a result that is not a Transition, every error) goes through
-        # _apply.
+            raise self._handler_error(route, event) from exc
         if type(result) is Transition:
             target = result.next_state
             if target is STAY:
@@ -118,6 +111,53 @@ class StateMachine(Generic[S, E, C, A], metaclass=NoPublicConstructor):
                 self._node = edge.target
                 return list(result.actions)
         return await self._apply(route, result, event, ctx)
+
+    def _handle_now(self, event: E, ctx: C) -> tuple[A, ...] | list[A] | Awaitable[list[A]]:
+        """:meth:`handle` without a coroutine where none is needed: the actions (a tuple
+        or a list, not to be changed) when the transition completes without awaiting
+        anything (a sync handler returning ``stay()``, or ``goto()`` along an edge without
+        hooks or timer), else an awaitable of a list of them. Raises as :meth:`handle`
+        does. The supervisor loop calls this directly.
+        """
+        node = self._node
+        # Enum members are keyed by identity: an enum's hash is computed in Python (the
+        # dearest step of a lookup), and a raw value equal to a member (``"a"`` for a str
+        # enum) or an unhashable value must not find the member's route.
+        route = node.routes.get(id(event) if self._enum_events else type(event))
+        if route is None:
+            return self._handle_unhandled(event, ctx)
+        if route.is_async:
+            return self._handle_async(route, event, ctx)
+        try:
+            result: Any = route.function(self._state, event, ctx)
+        except Exception as exc:
+            raise self._handler_error(route, event) from exc
+        if type(result) is Transition:
+            target = result.next_state
+            if target is STAY:
+                return result.actions
+            edge = route.edges.get(id(target) if self._enum_states else type(target))
+            if edge is not None and edge.plain:
+                self._state = target
+                self._node = edge.target
+                return result.actions
+        # Hooks, timers, a result that is not a Transition, every error.
+        return self._apply(route, result, event, ctx)
+
+    async def _handle_async(self, route: _Route, event: object, ctx: C) -> list[A]:
+        try:
+            result = await route.function(self._state, event, ctx)
+        except Exception as exc:
+            raise self._handler_error(route, event) from exc
+        return await self._apply(route, result, event, ctx)
+
+    def _handler_error(self, route: _Route, event: object) -> HandlerError:
+        return HandlerError(
+            self._spec.name,
+            route.handler.name,
+            variant_name(self._node.variant),
+            _event_label(event),
+        )
 
     async def check_timeout(self, ctx: C) -> list[A]:
         """Fire the current state's timeout if it has lasted long enough.

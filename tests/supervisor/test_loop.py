@@ -258,7 +258,9 @@ async def test_reentering_an_equal_state_is_no_progress() -> None:
         outcome = await h.outcome()
     assert isinstance(outcome.error, SupervisorError)
     cleanup = "action Cleanup() failed in state Down: RuntimeError: cleanup failed"
-    assert outcome.error.chain == (cleanup,) * 5
+    # Up -> Down(...) moved the state, but its action failed: no progress either.
+    dispatch = "dispatch_state failed in state Up: RuntimeError: x"
+    assert outcome.error.chain == (dispatch, cleanup, cleanup, cleanup, cleanup)
     assert h.states == [
         Up(),
         Down("dispatch_state failed in state Up: RuntimeError: x"),
@@ -509,10 +511,37 @@ class PingPongSup(SelfSupervised[PingPong, Bounce, None, Fumble]):
 
 
 @each_backend
+async def test_a_failure_chain_that_bounces_between_states_is_bounded() -> None:
+    # Every failure event moves the state (Ping <-> Pong) and every one's action fails:
+    # moving is no progress while the failure handling itself keeps failing.
+    journal = MemoryJournal()
+    sup = PingPongSup("pingpong", journal=journal)
+    with pytest.raises(SupervisorError) as info:
+        await sup.run(Ping(), None)
+    error = info.value
+    assert len(error.chain) == sup.max_consecutive_failures + 1
+    assert error.chain[0] == "dispatch_state failed in state Ping: RuntimeError: serve"
+    assert set(error.chain[1:]) == {
+        "action Fumble() failed in state Pong: RuntimeError: fumble",
+        "action Fumble() failed in state Ping: RuntimeError: fumble",
+    }
+    assert error.summary == (
+        "supervisor 'pingpong' failed in state Ping on Bounce: 33 consecutive failure events "
+        "without progress; the last: action Fumble() failed in state Ping: RuntimeError: fumble"
+    )
+    assert isinstance(error.__cause__, RuntimeError) and error.root_cause is error.__cause__
+    outcome = sup.last_outcome
+    assert outcome is not None and outcome.exit is ExitKind.FAILED
+    assert outcome.dispatches == 1 and outcome.failures == 32
+    assert [e.exit for e in journal.events] == [ExitKind.FAILED]
+
+
+@each_backend
 async def test_endless_failure_cycle_yields_on_the_budget() -> None:
-    # Every failure moves the state, so the chain never overflows: the loop must still
-    # yield (and so stay cancellable) while it handles failure after failure.
+    # With a bound too high to reach here, the loop must still yield (and so stay
+    # cancellable) while it handles failure after failure.
     sup = PingPongSup("pingpong")
+    sup.max_consecutive_failures = 1_000_000
     records: list[TransitionRecord] = []
     sup.add_transition_listener(records.append)
     with anyio.CancelScope() as scope:
@@ -750,8 +779,9 @@ def test_missing_defaults_are_explained() -> None:
         sup.initial_state()
     with pytest.raises(TypeError, match="NoDefaults has no default context"):
         sup.initial_context()
-    with pytest.raises(TypeError, match="no default context"):
+    with pytest.raises(SupervisorError, match="no default context") as info:
         trio.run(sup.run, Down("given"))
+    assert isinstance(info.value.__cause__, TypeError)
 
 
 # -- 7. transition records ---------------------------------------------------------------
