@@ -516,9 +516,20 @@ async def test_a_failure_chain_that_bounces_between_states_is_bounded() -> None:
     # moving is no progress while the failure handling itself keeps failing.
     journal = MemoryJournal()
     sup = PingPongSup("pingpong", journal=journal)
+    handled: list[TransitionRecord] = []
+
+    def give_up_eventually(record: TransitionRecord) -> None:
+        # Were the chain unbounded, this would end the run (with a different error)
+        # rather than let the test spin forever.
+        handled.append(record)
+        if len(handled) > 10_000:
+            raise AssertionError("the failure chain was not bounded")
+
+    sup.add_transition_listener(give_up_eventually)
     with pytest.raises(SupervisorError) as info:
         await sup.run(Ping(), None)
     error = info.value
+    assert not isinstance(error.__cause__, AssertionError), error.summary
     assert len(error.chain) == sup.max_consecutive_failures + 1
     assert error.chain[0] == "dispatch_state failed in state Ping: RuntimeError: serve"
     assert set(error.chain[1:]) == {
