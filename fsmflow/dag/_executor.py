@@ -8,6 +8,7 @@ hands work to free ones; a processor waiting for capacity costs a deque slot, no
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -464,7 +465,10 @@ async def _call(
         return await function(given)
     if processor.blocking:
         return await anyio.to_thread.run_sync(function, given)
-    return function(given)
+    result = function(given)
+    if inspect.isawaitable(result):  # a sync callable handing back an awaitable
+        return await result
+    return result
 
 
 async def execute_dag(

@@ -119,6 +119,8 @@ class DagBuilder(Generic[P]):
     def __init__(self) -> None:
         self._processors: dict[str, Processor[P]] = {}
         self._problems: list[str] = []
+        #: Whether each function seen is async: many processors often share one.
+        self._is_async: dict[Callable[..., Any], bool] = {}
 
     def add(
         self,
@@ -143,39 +145,36 @@ class DagBuilder(Generic[P]):
         if id in self._processors:
             self._problems.append(f"duplicate processor id {_label(id)}")
             return self
-        problems = self._problems
-        where = f"processor {_label(id)}"
         dependencies: tuple[str, ...] = ()
-        if isinstance(after, str | bytes) or not isinstance(after, Iterable):
-            problems.append(
-                f"{where}: after= must be a collection of processor ids, such as "
-                f"after=[{after!r}], not {after!r}"
-            )
+        bad: list[str] = []
+        if isinstance(after, (str, bytes)):
+            bad.append(_not_a_collection(after))
         else:
-            dependencies = tuple(after)
-            if len(dependencies) > 1 and len(set(dependencies)) < len(dependencies):
+            try:
+                dependencies = tuple(after)
+            except TypeError:
+                bad.append(_not_a_collection(after))
+            count = len(dependencies)
+            if count > 1 and (
+                dependencies[0] == dependencies[1] if count == 2 else len(set(dependencies)) < count
+            ):
                 repeated = [dep for dep, n in Counter(dependencies).items() if n > 1]
-                problems.append(
-                    f"{where}: after= lists {', '.join(map(_label, repeated))} more than once"
-                )
-        if not isinstance(intent, Intent):
-            problems.append(
-                f"{where}: intent must be Intent.TRANSFORM or Intent.ANALYZE, not {intent!r}"
+                bad.append(f"after= lists {', '.join(map(_label, repeated))} more than once")
+        if type(intent) is not Intent:
+            bad.append(f"intent must be Intent.TRANSFORM or Intent.ANALYZE, not {intent!r}")
+        if type(retries) is not int or retries < 0:
+            bad.append(f"retries must be a whole number >= 0, not {retries!r}")
+        if not (_is_number(retry_backoff) and 0 <= retry_backoff < math.inf):
+            bad.append(
+                f"retry_backoff must be a finite number of seconds >= 0, not {retry_backoff!r}"
             )
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            problems.append(f"{where}: retries must be a whole number >= 0, not {retries!r}")
-        if not _is_number(retry_backoff) or not 0 <= retry_backoff < math.inf:
-            problems.append(
-                f"{where}: retry_backoff must be a finite number of seconds >= 0, "
-                f"not {retry_backoff!r}"
-            )
-        if timeout is not None and (not _is_number(timeout) or not timeout > 0):
-            problems.append(
-                f"{where}: timeout must be a positive number of seconds or None, not {timeout!r}"
-            )
-        is_async = inspect.iscoroutinefunction(function)
+        if timeout is not None and not (_is_number(timeout) and timeout > 0):
+            bad.append(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+        is_async = _is_async(function, self._is_async)
         if blocking and is_async:
-            problems.append(f"{where}: blocking=True needs a sync function")
+            bad.append("blocking=True needs a sync function")
+        if bad:
+            self._problems.extend(f"processor {_label(id)}: {problem}" for problem in bad)
         self._processors[id] = Processor(
             id, function, dependencies, intent, blocking, retries, retry_backoff, timeout, is_async
         )
@@ -271,6 +270,29 @@ def _find_cycle(dependencies: list[list[int]], stuck: list[bool]) -> list[int]:
             return list(reversed(cycle))
         seen[node] = len(path)
         path.append(node)
+
+
+def _is_async(function: Callable[..., Any], known: dict[Callable[..., Any], bool]) -> bool:
+    """Whether ``function`` is async (see ``_coroutine_function``), remembered in
+    ``known`` (a callable object that cannot be hashed is simply asked every time)."""
+    try:
+        is_async = known.get(function)
+    except TypeError:
+        return _coroutine_function(function)
+    if is_async is None:
+        is_async = known[function] = _coroutine_function(function)
+    return is_async
+
+
+def _coroutine_function(function: Callable[..., Any]) -> bool:
+    """A coroutine function, or a callable object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - async __call__ of callable objects
+    )
+
+
+def _not_a_collection(after: object) -> str:
+    return f"after= must be a collection of processor ids, such as after=[{after!r}], not {after!r}"
 
 
 def _label(pid: object) -> str:

@@ -113,6 +113,7 @@ class SupervisorError(Exception):
         self.chain = tuple(chain)
         self.outcome: RunOutcome[object] | None = None
         text = f"supervisor {supervisor!r} failed in state {state} on {event}: {message}"
+        #: The first line of the message: where the run failed and its root cause.
         self.summary = text
         if self.chain:
             text += "\nfailure chain:\n" + "\n".join(

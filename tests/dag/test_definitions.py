@@ -137,3 +137,29 @@ async def test_a_run_without_an_execution_error_has_none() -> None:
     b = DagBuilder[None]().add("a", noop)
     result = await execute_dag(b.build(), None)
     assert result.succeeded and result.error is None
+
+
+async def test_an_unhashable_callable_object_is_a_processor() -> None:
+    class Counting:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def __call__(self, inp: ProcessorInput[None]) -> int:
+            self.calls += 1
+            return self.calls
+
+    counting = Counting()
+    b = DagBuilder[None]().add("a", counting).add("b", counting, after=["a"])
+    result = await execute_dag(b.build(), None)
+    assert result.succeeded and counting.calls == 2
+
+
+async def test_a_sync_callable_returning_an_awaitable_is_awaited() -> None:
+    async def double(value: int) -> int:
+        return value * 2
+
+    b = DagBuilder[None]().add("a", lambda inp: double(21))
+    result = await execute_dag(b.build(), None)
+    assert result.succeeded and result.outcomes["a"].result == 42
