@@ -208,13 +208,8 @@ class DagBuilder(Generic[P]):
             dependencies.append(known)
         if problems:
             raise DagDefinitionError(problems)
-        order = _topological_order(ids, dependencies)
-        # Each processor's dependents in topological order: the order they become ready.
-        dependents: list[list[str]] = [[] for _ in ids]
-        for i in order:
-            pid = ids[i]
-            for j in dependencies[i]:
-                dependents[j].append(pid)
+        order, children = _topological_order(ids, dependencies)
+        name = ids.__getitem__
         ordered = tuple(ids[i] for i in order)
         declared = list(processors.values())
         transform = Intent.TRANSFORM
@@ -225,16 +220,19 @@ class DagBuilder(Generic[P]):
         dag: Dag[P] = Dag._create(
             processors=dict(processors),
             order=ordered,
-            dependents={pid: tuple(dependents[i]) for i, pid in enumerate(ids)},
+            dependents={pid: tuple(map(name, children[i])) for i, pid in enumerate(ids)},
             transform_chain=chain,
         )
         return dag
 
 
-def _topological_order(ids: list[str], dependencies: list[list[int]]) -> list[int]:
+def _topological_order(
+    ids: list[str], dependencies: list[list[int]]
+) -> tuple[list[int], list[list[int]]]:
     """Kahn's algorithm on processor numbers, first-ready first (so independent
     processors keep declaration order); a cycle raises naming its members. Dependencies
-    are distinct (``add`` rejects repeats), so each one counts once."""
+    are distinct (``add`` rejects repeats), so each one counts once. Returns the order
+    and each processor's dependents, in declaration order."""
     waiting = [len(deps) for deps in dependencies]
     dependents: list[list[int]] = [[] for _ in ids]
     for i, deps in enumerate(dependencies):
@@ -252,7 +250,7 @@ def _topological_order(ids: list[str], dependencies: list[list[int]]) -> list[in
     if len(order) < len(ids):
         cycle = _find_cycle(dependencies, [count > 0 for count in waiting])
         raise DagDefinitionError([f"cycle: {' -> '.join(_plain(ids[i]) for i in cycle)}"])
-    return order
+    return order, dependents
 
 
 def _find_cycle(dependencies: list[list[int]], stuck: list[bool]) -> list[int]:
