@@ -143,7 +143,9 @@ class Supervisor(ABC, Generic[S, E, C, A]):
     def add_transition_listener(self, listener: TransitionListener) -> None:
         """Call ``listener`` with a :class:`TransitionRecord` for every handled event.
 
-        Listeners run inline in the loop; keep them fast and non-blocking.
+        Listeners run inline in the loop; keep them fast and non-blocking (an exception
+        in one ends the run). A listener added while a run is going hears from it from
+        the loop's next yield to the scheduler on, at most ``yield_every`` events later.
         """
         self._listeners.append(listener)
 

@@ -302,10 +302,8 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
             self._closed_delivered = True
         return event
 
-    async def after_transition(self, state: S, ctx: C) -> None:
-        await self.inner.after_transition(state, ctx)
-
     def _after_transition_hook(self) -> Callable[[S, C], Awaitable[None]] | None:
+        # The loop calls the inner supervisor's after_transition directly.
         return self.inner._after_transition_hook()
 
     async def write_completion_event(self) -> None:

@@ -54,7 +54,6 @@ class _Run:
         "dispatches",
         "failures",
         "chain",
-        "last_error",
         "listeners",
         "budget",
         "checkpoint",
@@ -74,9 +73,8 @@ class _Run:
         self.transitions = 0
         self.dispatches = 0
         self.failures = 0
-        #: The failure messages since the last progress, and the error behind the last.
+        #: The failure messages since the last progress.
         self.chain: list[str] = []
-        self.last_error: BaseException | None = None
         self.listeners = sup._listeners
         self.budget = sup.yield_every
         self.checkpoint = _scheduler_checkpoint()
@@ -108,7 +106,7 @@ class _Run:
         self, from_state: object, event: object, action: object, exc: Exception
     ) -> None:
         """An action of an ordinary event failed: the rest were skipped; the failure is
-        handled at once. The event moved the state on, which counts as progress."""
+        handled at once. If the event moved the state on, that counts as progress."""
         state = self.machine.state
         if state is not from_state and state != from_state:
             self.chain.clear()
@@ -162,7 +160,6 @@ class _Run:
         """Add a failure to the chain; past ``max_consecutive_failures`` end the run."""
         chain = self.chain
         chain.append(message)
-        self.last_error = error
         if len(chain) > self.sup.max_consecutive_failures:
             raise SupervisorError(
                 self.sup.name,

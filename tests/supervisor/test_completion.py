@@ -408,3 +408,34 @@ async def test_the_one_line_error_names_the_root_cause_of_a_handler_error() -> N
     )
     assert isinstance(error.__cause__, HandlerError)
     assert isinstance(error.root_cause, KeyError)
+
+
+def test_a_write_that_cancels_itself_counts_as_not_written_on_asyncio() -> None:
+    class SelfCancelling(Scripted):
+        async def write_completion_event(self) -> None:
+            self.completion_calls += 1
+            raise asyncio.CancelledError
+
+    sup = SelfCancelling(script=[Trigger(Go(Phase.DONE))])
+    outcome = asyncio.run(sup.run(Phase.IDLE, Ctx()))
+    assert outcome.exit is ExitKind.TERMINATED and not outcome.completion_written
+    assert sup.completion_calls == 1
+
+
+class Interrupt(BaseException):
+    """Neither an error nor a cancellation: passes through everything."""
+
+
+@each_backend
+async def test_a_handle_reports_a_run_interrupted_before_it_began() -> None:
+    class Interrupted(Scripted):
+        def build_state_machine(self, initial_state: Phase) -> StateMachine[Phase, Ev, Ctx, Act]:
+            raise Interrupt
+
+    sup = Interrupted()
+    with pytest.raises(BaseExceptionGroup):
+        async with anyio.create_task_group() as tg:
+            handle = await start_supervisor(tg, sup, raise_on_failure=False)
+    outcome = await handle.outcome()
+    assert outcome.exit is ExitKind.CANCELLED and not outcome.completion_written
+    assert handle.watcher.closed

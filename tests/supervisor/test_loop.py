@@ -1039,3 +1039,76 @@ async def test_timeout_action_error_becomes_failure_event(autojump_clock: MockCl
         "action Note(text='bad') failed in state LATE: RuntimeError: bad note"
     )
     assert outcome.failures == 1 and outcome.exit is ExitKind.TERMINATED
+
+
+# -- async handlers and timeouts as progress ----------------------------------------------
+
+
+@attrs.frozen
+class Tick:
+    pass
+
+
+async def _async_up(state: UpDown, event: Tick, ctx: None) -> Transition[UpDown, Cleanup]:
+    await anyio.lowlevel.checkpoint()
+    return goto(Up())
+
+
+class AsyncHandled(SelfSupervised[UpDown, Tick, None, Cleanup]):
+    def __init__(self) -> None:
+        super().__init__("async")
+        self.after: list[UpDown] = []
+
+    @classmethod
+    def fsm_spec(cls) -> FsmSpec[UpDown, Tick, None, Cleanup]:
+        b = FsmBuilder[UpDown, Tick, None, Cleanup](
+            states=UpDown, events=Tick, initial=Down, name="async"
+        )
+        b.when(Down).on(Tick, _async_up, to=[Up])
+        return b.build()
+
+    def initial_context(self) -> None:
+        return None
+
+    def event_for_action_error(self, msg: str) -> Tick:
+        raise AssertionError(msg)
+
+    async def dispatch_state(self, state: UpDown, ctx: None) -> EventLoopDirective[Tick]:
+        return Trigger(Tick()) if isinstance(state, Down) else TERMINATE
+
+    async def after_transition(self, state: UpDown, ctx: None) -> None:
+        self.after.append(state)
+
+
+@each_backend
+async def test_an_async_handler_is_awaited_by_the_loop() -> None:
+    sup = AsyncHandled()
+    outcome = await sup.run(Down("start"), None)
+    assert outcome.final_state == Up() and outcome.transitions == 1
+    assert sup.after == [Up()]
+
+
+async def test_a_timeout_fired_and_handled_is_progress(mock_clock: MockClock) -> None:
+    # TICKING's timeout stays every 2 s; in between, dispatch fails twice. Two failures
+    # are within the bound, three would not be: the timeout must reset the chain.
+    calls = 0
+    after: list[Stage] = []
+
+    async def failing(state: Stage) -> EventLoopDirective[StageEvent]:
+        nonlocal calls
+        calls += 1
+        if calls > 12:
+            return TERMINATE
+        mock_clock.jump(1.0)
+        raise RuntimeError("flaky")
+
+    class Watching(Staged):
+        async def after_transition(self, state: Stage, ctx: list[str]) -> None:
+            after.append(state)
+
+    sup = Watching(failing)
+    sup.max_consecutive_failures = 2
+    outcome = await sup.run(Stage.TICKING, [])
+    assert outcome.exit is ExitKind.TERMINATED
+    assert outcome.failures == 12
+    assert after.count(Stage.TICKING) == outcome.transitions == 12 + 6
