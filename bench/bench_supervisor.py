@@ -1,32 +1,38 @@
-"""Supervisor loop benchmark: transitions and external events per second.
+"""Supervisor loop benchmark: transitions and external events per second, like for like.
 
-Runs, in one process, the same work -- a 3-state cycle A -> B -> C -> A, one trivial
-action (a counter increment) per transition -- as:
+Every contestant does the same work per transition — a 3-state cycle ``A -> B -> C -> A``:
+look up the handler for the current state, call it (it returns ``goto(next, action)``),
+run the action (a counter increment), and stop at the limit — and yields to the
+scheduler on the same budget: once every 64 transitions (fsmflow's ``yield_every``).
 
-* fsmflow's supervisor loop: ``dispatch_state`` returns ``Trigger(Step())``; states as
-  frozen attrs classes, and again as an ``enum.Enum``;
-* a hand-written trio loop that yields to the scheduler on every transition;
-* transitions' ``AsyncMachine`` (``transitions.extensions.asyncio``) on asyncio;
-* python-statemachine's async engine (``statemachine``, v3) on asyncio.
+* fsmflow's supervisor loop, ``dispatch_state`` returning ``Trigger(Step())``: states as
+  frozen attrs classes, as an ``enum.Enum``, and the class-state run started through
+  ``start_supervisor`` (what a handle, and so a supervision tree's child, pays);
+* the floor: a hand-written trio loop doing the lookup, the call, the action and a
+  checkpoint every 64 transitions;
+* a labelled extra: the same hand-written loop yielding on every transition;
+* transitions' ``AsyncMachine`` and python-statemachine's async engine, on asyncio (they
+  yield whenever their callbacks do; these do not).
 
-Then external events: a producer task ``send``s N events through ``start_supervisor``'s
-handle to a supervisor whose only state is ``POLL``; each event is one handled
-transition. A hand-written trio memory channel consumer does the same as a reference.
+External events: a producer ``send``s N events through ``start_supervisor``'s handle to a
+supervisor whose only state is ``POLL``; each event is one handled transition (handler
+lookup, ``stay(action)``, the action). ``EventSender.send`` is a cancellation point that
+yields when the channel is full and every 64 sends. The floor is a trio memory channel
+of the same capacity with the same yield budget on both sides, whose hand-written
+consumer does the same lookup, call and action per event; a labelled extra uses trio's
+own ``send`` and ``async for``, which yield on every event.
 
-Prints best-of-N rates (``time.perf_counter``) and ratios.
-``python bench/bench_supervisor.py [--quick] [--json PATH]``
+Rounds are interleaved (each contestant once per round, set up afresh, warmed up, then
+timed); medians with min..max are reported, ratios of medians with the spread of the
+paired rounds. Every run's counters and final state are checked after timing.
+
+``python bench/bench_supervisor.py [--quick] [--repeats N] [--json PATH]``
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import enum
-import gc
-import json
-import platform
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +40,18 @@ import attrs
 import statemachine
 import transitions
 import trio
+from _common import (
+    Measurement,
+    Runner,
+    Settings,
+    environment,
+    format_table,
+    measure_rounds,
+    parse_settings,
+    ratio,
+    time_async,
+    write_json,
+)
 from transitions.extensions.asyncio import AsyncMachine
 
 from fsmflow import (
@@ -51,6 +69,9 @@ from fsmflow import (
     start_supervisor,
     stay,
 )
+
+#: The scheduling budget every contestant that yields on a budget uses.
+YIELD_EVERY = 64
 
 # -- the shared work ----------------------------------------------------------------------
 
@@ -73,6 +94,13 @@ class Bump:
 
 
 BUMP = Bump()
+
+
+def check(name: str, ctx: Counter, count: int, transitions_made: int | None = None) -> None:
+    """Fail loudly if a contestant skipped work."""
+    made = ctx.n if transitions_made is None else transitions_made
+    if ctx.n != count or made != count:
+        raise AssertionError(f"{name}: {ctx.n} actions, {made} transitions; expected {count}")
 
 
 # -- fsmflow, class states ----------------------------------------------------------------
@@ -105,15 +133,15 @@ STATE_A, STATE_B, STATE_C = A(), B(), C()
 STEP = Trigger(Step())
 
 
-def a_to_b(state: A, event: Step, ctx: Counter) -> Transition[Cycle, Bump]:
+def a_to_b(state: Cycle, event: Step, ctx: Counter) -> Transition[Cycle, Bump]:
     return goto(STATE_B, BUMP)
 
 
-def b_to_c(state: B, event: Step, ctx: Counter) -> Transition[Cycle, Bump]:
+def b_to_c(state: Cycle, event: Step, ctx: Counter) -> Transition[Cycle, Bump]:
     return goto(STATE_C, BUMP)
 
 
-def c_to_a(state: C, event: Step, ctx: Counter) -> Transition[Cycle, Bump]:
+def c_to_a(state: Cycle, event: Step, ctx: Counter) -> Transition[Cycle, Bump]:
     return goto(STATE_A, BUMP)
 
 
@@ -131,6 +159,8 @@ CLASS_SPEC = class_spec()
 
 
 class ClassCycle(SelfSupervised[Cycle, Step, Counter, Bump]):
+    yield_every = YIELD_EVERY
+
     @classmethod
     def fsm_spec(cls) -> FsmSpec[Cycle, Step, Counter, Bump]:
         return CLASS_SPEC
@@ -176,6 +206,8 @@ ENUM_SPEC = enum_spec()
 
 
 class EnumCycle(SelfSupervised[EnumState, EnumEvent, Counter, Bump]):
+    yield_every = YIELD_EVERY
+
     @classmethod
     def fsm_spec(cls) -> FsmSpec[EnumState, EnumEvent, Counter, Bump]:
         return ENUM_SPEC
@@ -187,53 +219,76 @@ class EnumCycle(SelfSupervised[EnumState, EnumEvent, Counter, Bump]):
         return TERMINATE if ctx.n >= ctx.limit else ENUM_STEP
 
 
-# -- the contestants: each runs ``n`` transitions and returns the seconds it took ---------
+# -- the transition contestants: ``(operations, warmup) -> seconds`` ------------------------
 
 
-def run_fsmflow_classes(n: int) -> float:
-    async def body() -> float:
-        ctx = Counter(n)
-        start = time.perf_counter()
+def run_fsmflow_classes(operations: int, warmup: int) -> float:
+    async def body(count: int) -> None:
+        ctx = Counter(count)
         outcome = await ClassCycle("bench").run(STATE_A, ctx)
-        elapsed = time.perf_counter() - start
-        assert outcome.transitions == n == ctx.n
-        return elapsed
+        check("fsmflow loop", ctx, count, outcome.transitions)
 
-    return trio.run(body)
+    return trio.run(time_async, body, operations, warmup)
 
 
-def run_fsmflow_enums(n: int) -> float:
-    async def body() -> float:
-        ctx = Counter(n)
-        start = time.perf_counter()
+def run_fsmflow_enums(operations: int, warmup: int) -> float:
+    async def body(count: int) -> None:
+        ctx = Counter(count)
         outcome = await EnumCycle("bench").run(EnumState.A, ctx)
-        elapsed = time.perf_counter() - start
-        assert outcome.transitions == n == ctx.n
-        return elapsed
+        check("fsmflow loop, enum states", ctx, count, outcome.transitions)
 
-    return trio.run(body)
+    return trio.run(time_async, body, operations, warmup)
 
 
-NEXT_STATE: dict[type[Cycle], Cycle] = {A: STATE_B, B: STATE_C, C: STATE_A}
+def run_fsmflow_handle(operations: int, warmup: int) -> float:
+    async def body(count: int) -> None:
+        ctx = Counter(count)
+        async with trio.open_nursery() as nursery:
+            handle = await start_supervisor(nursery, ClassCycle("bench"), context=ctx)
+        outcome = await handle.outcome()
+        check("fsmflow handle", ctx, count, outcome.transitions)
+        if handle.state != outcome.final_state:
+            raise AssertionError("the handle's watcher missed the final state")
+
+    return trio.run(time_async, body, operations, warmup)
 
 
-def run_trio_loop(n: int) -> float:
-    """What you would write by hand: look up the next state, run the action, yield."""
+#: The floor's handler table: the handler for each state class, as fsmflow looks it up.
+HANDLERS: dict[type, Callable[[Any, Step, Counter], Transition[Cycle, Bump]]] = {
+    A: a_to_b,
+    B: b_to_c,
+    C: c_to_a,
+}
 
-    async def body() -> float:
-        ctx = Counter(n)
-        state: Cycle = STATE_A
-        checkpoint = trio.lowlevel.checkpoint
-        start = time.perf_counter()
-        while ctx.n < ctx.limit:
-            state = NEXT_STATE[type(state)]
-            await BUMP.execute(ctx)
-            await checkpoint()
-        elapsed = time.perf_counter() - start
-        assert ctx.n == n
-        return elapsed
 
-    return trio.run(body)
+def _hand_written(yield_every: int) -> Runner:
+    """A trio loop doing fsmflow's work by hand: look the handler up by the state's
+    class, call it, run its actions, and yield every ``yield_every`` transitions."""
+
+    def run(operations: int, warmup: int) -> float:
+        async def body(count: int) -> None:
+            ctx = Counter(count)
+            state: Cycle = STATE_A
+            event = Step()
+            handlers = HANDLERS
+            checkpoint = trio.lowlevel.checkpoint
+            budget = yield_every
+            made = 0
+            while ctx.n < ctx.limit:
+                transition = handlers[type(state)](state, event, ctx)
+                state = transition.next_state  # type: ignore[assignment]
+                for action in transition.actions:
+                    await action.execute(ctx)
+                made += 1
+                budget -= 1
+                if budget == 0:
+                    budget = yield_every
+                    await checkpoint()
+            check("hand-written loop", ctx, count, made)
+
+        return trio.run(time_async, body, operations, warmup)
+
+    return run
 
 
 class _TransitionsModel:
@@ -244,9 +299,9 @@ class _TransitionsModel:
         await BUMP.execute(self.ctx)
 
 
-def run_async_machine(n: int) -> float:
-    async def body() -> float:
-        model = _TransitionsModel(n)
+def run_async_machine(operations: int, warmup: int) -> float:
+    async def body(count: int) -> None:
+        model = _TransitionsModel(count)
         AsyncMachine(
             model=model,
             states=["a", "b", "c"],
@@ -256,14 +311,11 @@ def run_async_machine(n: int) -> float:
             auto_transitions=False,
         )
         step: Callable[[], Any] = model.step  # type: ignore[attr-defined]
-        start = time.perf_counter()
-        while model.ctx.n < n:
+        while model.ctx.n < count:
             await step()
-        elapsed = time.perf_counter() - start
-        assert model.ctx.n == n
-        return elapsed
+        check("AsyncMachine", model.ctx, count)
 
-    return asyncio.run(body())
+    return asyncio.run(time_async(body, operations, warmup))
 
 
 class _StateChartCycle(statemachine.StateMachine):
@@ -280,18 +332,15 @@ class _StateChartCycle(statemachine.StateMachine):
         await BUMP.execute(self.ctx)
 
 
-def run_python_statemachine(n: int) -> float:
-    async def body() -> float:
-        machine = _StateChartCycle(n)
+def run_python_statemachine(operations: int, warmup: int) -> float:
+    async def body(count: int) -> None:
+        machine = _StateChartCycle(count)
         await machine.activate_initial_state()
-        start = time.perf_counter()
-        while machine.ctx.n < n:
+        while machine.ctx.n < count:
             await machine.send("step")
-        elapsed = time.perf_counter() - start
-        assert machine.ctx.n == n
-        return elapsed
+        check("python-statemachine", machine.ctx, count)
 
-    return asyncio.run(body())
+    return asyncio.run(time_async(body, operations, warmup))
 
 
 # -- external events ----------------------------------------------------------------------
@@ -323,11 +372,11 @@ class Hangup:
 InboxEvent = Ping | Hangup
 
 
-def take(state: Open, event: Ping, ctx: Counter) -> Transition[Inbox, Bump]:
+def take(state: Inbox, event: Ping, ctx: Counter) -> Transition[Inbox, Bump]:
     return stay(BUMP)
 
 
-def hang_up(state: Open, event: Hangup, ctx: Counter) -> Transition[Inbox, Bump]:
+def hang_up(state: Inbox, event: Hangup, ctx: Counter) -> Transition[Inbox, Bump]:
     return goto(Done())
 
 
@@ -346,6 +395,8 @@ class PollingInbox(
     ExternalEventPolicy[Inbox, InboxEvent], SelfSupervised[Inbox, InboxEvent, Counter, Bump]
 ):
     """``Open`` polls the channel; a closed channel means ``Hangup``."""
+
+    yield_every = YIELD_EVERY
 
     @classmethod
     def fsm_spec(cls) -> FsmSpec[Inbox, InboxEvent, Counter, Bump]:
@@ -368,51 +419,109 @@ class PollingInbox(
 CAPACITY = 16
 
 
-def run_fsmflow_external(n: int) -> float:
-    async def body() -> float:
-        ctx = Counter(n)
+def run_fsmflow_external(operations: int, warmup: int) -> float:
+    async def body(count: int) -> None:
+        ctx = Counter(count)
         ping = Ping()
-        start = time.perf_counter()
         async with trio.open_nursery() as nursery:
             handle = await start_supervisor(
                 nursery, PollingInbox("inbox"), context=ctx, capacity=CAPACITY
             )
             send = handle.send
-            for _ in range(n):
+            for _ in range(count):
                 await send(ping)
             handle.close_events()
             outcome = await handle.outcome()
-        elapsed = time.perf_counter() - start
-        assert ctx.n == n and outcome.final_state == Done()
-        return elapsed
+        check("fsmflow POLL supervisor", ctx, count)
+        if outcome.final_state != Done():
+            raise AssertionError(f"the inbox ended in {outcome.final_state}")
 
-    return trio.run(body)
+    return trio.run(time_async, body, operations, warmup)
 
 
-def run_trio_channel(n: int) -> float:
-    """A producer and a hand-written consumer on a trio memory channel of the same size."""
+#: The channel floor's handler table, looked up by the state's class like fsmflow's.
+INBOX_HANDLERS: dict[type, Callable[[Any, Ping, Counter], Transition[Inbox, Bump]]] = {Open: take}
 
-    async def body() -> float:
-        ctx = Counter(n)
+
+def run_trio_channel(operations: int, warmup: int) -> float:
+    """The floor: a trio memory channel of the same capacity, with the same yield
+    budget on both sides as fsmflow's. The producer's send is a cancellation point and
+    yields when the channel is full or every 64 sends; the consumer takes what is ready,
+    looks the handler up, calls it and runs its action for each event, yields every 64
+    events, and waits on the channel when it is empty."""
+
+    async def body(count: int) -> None:
+        ctx = Counter(count)
         ping = Ping()
         send_channel, receive_channel = trio.open_memory_channel[Ping](CAPACITY)
+        state: Inbox = Open()
 
         async def consume() -> None:
+            budget = YIELD_EVERY
             async with receive_channel:
-                async for _ in receive_channel:
-                    await BUMP.execute(ctx)
+                while True:
+                    try:
+                        event = receive_channel.receive_nowait()
+                    except trio.WouldBlock:
+                        try:
+                            event = await receive_channel.receive()
+                        except trio.EndOfChannel:
+                            return
+                    except trio.EndOfChannel:
+                        return
+                    transition = INBOX_HANDLERS[type(state)](state, event, ctx)
+                    for action in transition.actions:
+                        await action.execute(ctx)
+                    budget -= 1
+                    if budget == 0:
+                        budget = YIELD_EVERY
+                        await trio.lowlevel.checkpoint()
 
-        start = time.perf_counter()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(consume)
             async with send_channel:
-                for _ in range(n):
+                budget = YIELD_EVERY
+                for _ in range(count):
+                    budget -= 1
+                    if budget > 0:
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                        try:
+                            send_channel.send_nowait(ping)
+                            continue
+                        except trio.WouldBlock:
+                            pass
+                    budget = YIELD_EVERY
                     await send_channel.send(ping)
-        elapsed = time.perf_counter() - start
-        assert ctx.n == n
-        return elapsed
+        check("trio channel", ctx, count)
 
-    return trio.run(body)
+    return trio.run(time_async, body, operations, warmup)
+
+
+def run_trio_channel_every_step(operations: int, warmup: int) -> float:
+    """A labelled extra: trio's own ``send`` and ``async for``, each a schedule point, so
+    every event costs a round trip through the scheduler."""
+
+    async def body(count: int) -> None:
+        ctx = Counter(count)
+        ping = Ping()
+        send_channel, receive_channel = trio.open_memory_channel[Ping](CAPACITY)
+        state: Inbox = Open()
+
+        async def consume() -> None:
+            async with receive_channel:
+                async for event in receive_channel:
+                    transition = INBOX_HANDLERS[type(state)](state, event, ctx)
+                    for action in transition.actions:
+                        await action.execute(ctx)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            async with send_channel:
+                for _ in range(count):
+                    await send_channel.send(ping)
+        check("trio channel, yield every event", ctx, count)
+
+    return trio.run(time_async, body, operations, warmup)
 
 
 # -- running ------------------------------------------------------------------------------
@@ -421,91 +530,97 @@ def run_trio_channel(n: int) -> float:
 @attrs.frozen
 class Contestant:
     name: str
-    run: Callable[[int], float]
-    #: Transitions (or events) per run, before ``--quick`` divides it.
+    #: Transitions (or events) per timed run in full mode.
     size: int
+    run: Runner
 
+
+BARE = "fsmflow loop (class states)"
+ENUMS = "fsmflow loop (enum states)"
+HANDLE = "fsmflow start_supervisor handle (class states)"
+FLOOR = f"hand-written trio loop, yield every {YIELD_EVERY} (floor)"
+EVERY_STEP = "hand-written trio loop, yield every step (extra)"
+ASYNC_MACHINE = f"transitions {transitions.__version__} AsyncMachine (asyncio)"
+PSM = f"python-statemachine {statemachine.__version__} async (asyncio)"
+EXTERNAL = "fsmflow POLL supervisor, handle.send"
+CHANNEL = "trio channel, same yield budget (floor)"
+CHANNEL_EVERY_STEP = "trio channel, trio's send/receive: yield every event (extra)"
 
 TRANSITION_CONTESTANTS = (
-    Contestant("fsmflow loop (class states)", run_fsmflow_classes, 200_000),
-    Contestant("fsmflow loop (enum states)", run_fsmflow_enums, 200_000),
-    Contestant("trio loop, yield every step", run_trio_loop, 200_000),
-    Contestant(f"transitions {transitions.__version__} AsyncMachine", run_async_machine, 20_000),
-    Contestant(
-        f"python-statemachine {statemachine.__version__} async",
-        run_python_statemachine,
-        10_000,
-    ),
+    Contestant(BARE, 200_000, run_fsmflow_classes),
+    Contestant(ENUMS, 200_000, run_fsmflow_enums),
+    Contestant(HANDLE, 200_000, run_fsmflow_handle),
+    Contestant(FLOOR, 500_000, _hand_written(YIELD_EVERY)),
+    Contestant(EVERY_STEP, 200_000, _hand_written(1)),
+    Contestant(ASYNC_MACHINE, 20_000, run_async_machine),
+    Contestant(PSM, 10_000, run_python_statemachine),
 )
 EVENT_CONTESTANTS = (
-    Contestant("fsmflow POLL supervisor", run_fsmflow_external, 100_000),
-    Contestant("trio channel, hand-written consumer", run_trio_channel, 100_000),
+    Contestant(EXTERNAL, 200_000, run_fsmflow_external),
+    Contestant(CHANNEL, 200_000, run_trio_channel),
+    Contestant(CHANNEL_EVERY_STEP, 100_000, run_trio_channel_every_step),
 )
 
 
-def best_rate(contestant: Contestant, repeats: int, divisor: int) -> float:
-    """The best of ``repeats`` runs, as operations per second."""
-    n = max(contestant.size // divisor, 1)
-    best = float("inf")
-    for _ in range(repeats):
-        gc.collect()
-        best = min(best, contestant.run(n))
-    return n / best
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a tenth of the work, 2 repeats")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    args = parser.parse_args(argv)
-    repeats, divisor = (2, 10) if args.quick else (5, 1)
-    print("Supervisor loop benchmark: 3-state cycle, one trivial action per transition")
-    print(
-        f"Python {platform.python_version()}, trio {trio.__version__}, "
-        f"best of {repeats}{' (quick)' if args.quick else ''}\n"
-    )
-    rates: dict[str, float] = {}
-    print(f"{'transitions':<40}{'per second':>14}{'fsmflow x':>12}")
-    for contestant in TRANSITION_CONTESTANTS:
-        rates[contestant.name] = best_rate(contestant, repeats, divisor)
-    ours = rates[TRANSITION_CONTESTANTS[0].name]
-    for contestant in TRANSITION_CONTESTANTS:
-        rate = rates[contestant.name]
-        print(f"{contestant.name:<40}{rate:>14,.0f}{ours / rate:>11.2f}x")
-    print(f"\n{'external events (capacity ' + str(CAPACITY) + ')':<40}{'per second':>14}")
-    for contestant in EVENT_CONTESTANTS:
-        rates[contestant.name] = best_rate(contestant, repeats, divisor)
-        print(f"{contestant.name:<40}{rates[contestant.name]:>14,.0f}")
-
-    names = [c.name for c in TRANSITION_CONTESTANTS]
-    ratios = {
-        "vs trio loop": ours / rates[names[2]],
-        "vs AsyncMachine": ours / rates[names[3]],
-        "vs python-statemachine": ours / rates[names[4]],
-        "enum states vs trio loop": rates[names[1]] / rates[names[2]],
-    }
-    external = rates[EVENT_CONTESTANTS[0].name]
+def report(settings: Settings, results: dict[str, Measurement]) -> None:
+    bare = results[BARE]
     print()
-    print(f"fsmflow / trio loop:       {ratios['vs trio loop']:.2f}x (aim >= 1.5x)")
-    print(f"  with enum states:        {ratios['enum states vs trio loop']:.2f}x")
-    print(f"fsmflow / AsyncMachine:    {ratios['vs AsyncMachine']:.1f}x (aim >= 15x)")
-    print(f"fsmflow / python-statemachine: {ratios['vs python-statemachine']:.1f}x")
-    print(f"external events:           {external:,.0f}/s (aim >= 100,000/s)")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(
-                {
-                    "quick": args.quick,
-                    "repeats": repeats,
-                    "python": platform.python_version(),
-                    "rates_per_second": rates,
-                    "ratios": ratios,
-                },
-                fh,
-                indent=2,
-            )
-    return 0
+    print(
+        f"Supervisor loop: 3-state cycle, one trivial action per transition; medians "
+        f"(min..max) of {settings.repeats} interleaved rounds{', quick' if settings.quick else ''}"
+    )
+    rows = [
+        [c.name, results[c.name].summary(), ratio(bare, results[c.name])]
+        for c in TRANSITION_CONTESTANTS
+    ]
+    print(format_table(["contestant", "transitions/s", "fsmflow (classes) is"], rows))
+    print()
+    rows = [[c.name, results[c.name].summary()] for c in EVENT_CONTESTANTS]
+    print(format_table([f"external events, capacity {CAPACITY}", "events/s"], rows))
+    print()
+    external = results[EXTERNAL]
+    aims = [
+        (
+            "loop >= 0.3x the like-for-like floor",
+            ratio(bare, results[FLOOR]),
+            bare.median_rate / results[FLOOR].median_rate >= 0.3,
+        ),
+        (
+            "handle costs <= 1.2x a bare run per transition",
+            ratio(bare, results[HANDLE]),
+            bare.median_rate / results[HANDLE].median_rate <= 1.2,
+        ),
+        (
+            "external events >= 150,000/s",
+            f"{external.median_rate:,.0f}/s",
+            external.median_rate >= 150_000,
+        ),
+    ]
+    for text, value, met in aims:
+        print(f"aim: {text}: {value}, {'met' if met else 'MISSED'}")
+    print(f"fsmflow external events / channel floor: {ratio(external, results[CHANNEL])}")
+    if settings.json_path is not None:
+        write_json(
+            settings.json_path,
+            {
+                "benchmark": "supervisor",
+                "quick": settings.quick,
+                "rounds": settings.repeats,
+                "environment": environment(
+                    ["fsmflow", "trio", "anyio", "transitions", "python-statemachine"]
+                ),
+                "results": [m.as_json() for m in results.values()],
+                "aims": [{"aim": t, "value": v, "met": m} for t, v, m in aims],
+            },
+        )
+
+
+def main() -> None:
+    settings = parse_settings("Supervisor loop and external events, like for like.")
+    contestants = TRANSITION_CONTESTANTS + EVENT_CONTESTANTS
+    measurements = measure_rounds([(c.name, c.size, c.run) for c in contestants], settings)
+    report(settings, {m.name: m for m in measurements})
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -286,10 +286,12 @@ class Unbuildable(LampSup):
 
 
 @each_backend
-async def test_a_supervisor_that_cannot_start_raises_plainly() -> None:
-    with pytest.raises(ValueError, match="cannot build"):
+async def test_a_supervisor_that_cannot_start_is_a_failed_run() -> None:
+    with pytest.raises(SupervisorError, match="could not start") as info:
         async with supervisor_harness(Unbuildable()) as h:
             await h.handle.outcome()
+    assert isinstance(info.value.__cause__, ValueError)
+    assert len(h.completions) == 1 and h.completions[0].exit is ExitKind.FAILED
 
 
 @each_backend
@@ -299,7 +301,7 @@ async def test_several_errors_stay_grouped() -> None:
             with anyio.CancelScope(shield=True):
                 await anyio.wait_all_tasks_blocked()  # the supervisor fails meanwhile
                 raise KeyError("and this")
-    assert info.group_contains(ValueError) and info.group_contains(KeyError)
+    assert info.group_contains(SupervisorError) and info.group_contains(KeyError)
 
 
 # -- scripted event sources (MockClock, trio) --------------------------------------------

@@ -8,6 +8,7 @@ hands work to free ones; a processor waiting for capacity costs a deque slot, no
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -98,7 +99,7 @@ class RunContext(Generic[P]):
         self.nodes: dict[str, StateMachine[NodeState, NodeEvent, None, None]] = {
             pid: spec.new_machine(NodeState.WAITING) for pid in dag.order
         }
-        self.waiting_on = {pid: len(set(p.dependencies)) for pid, p in dag.processors.items()}
+        self.waiting_on = {pid: len(p.dependencies) for pid, p in dag.processors.items()}
         self.chain_position = {pid: i for i, pid in enumerate(dag.transform_chain)}
         #: Without transforms the payload never changes, so nothing needs carrying.
         self.carries = bool(dag.transform_chain)
@@ -111,6 +112,8 @@ class RunContext(Generic[P]):
         self.running = 0
         self.unfinished = len(dag.processors)
         self.failed = False
+        #: The execution's own failures (an action of its FSM raised), in order.
+        self.errors: list[str] = []
         self.cancelling = False
         self.cancel_requested = False
         self.closed = False
@@ -302,10 +305,12 @@ class RunContext(Generic[P]):
         return DagResult(
             outcomes=outcomes,
             payload=payload,
-            succeeded=len(outcomes) == len(self.dag.processors)
+            succeeded=not self.errors
+            and len(outcomes) == len(self.dag.processors)
             and all(o.state is NodeState.DONE for o in outcomes.values()),
             cancelled=cancelled,
             duration=self.clock() - self.started_at,
+            error="; ".join(self.errors) if self.errors else None,
         )
 
 
@@ -460,7 +465,10 @@ async def _call(
         return await function(given)
     if processor.blocking:
         return await anyio.to_thread.run_sync(function, given)
-    return function(given)
+    result = function(given)
+    if inspect.isawaitable(result):  # a sync callable handing back an awaitable
+        return await result
+    return result
 
 
 async def execute_dag(

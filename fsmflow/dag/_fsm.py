@@ -127,6 +127,7 @@ def _finish_cancelling(state: ExecState, event: AllSettled, ctx: Ctx) -> _T:
 
 def _fail(state: ExecState, event: ExecutorError, ctx: Ctx) -> _T:
     ctx.failed = True
+    ctx.errors.append(event.message)
     return goto(ExecState.FAILED, CancelRunning())
 
 

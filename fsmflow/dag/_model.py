@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 import inspect
-import itertools
-from collections import deque
+import math
+import numbers
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, final
 
@@ -118,6 +119,8 @@ class DagBuilder(Generic[P]):
     def __init__(self) -> None:
         self._processors: dict[str, Processor[P]] = {}
         self._problems: list[str] = []
+        #: Whether each function seen is async: many processors often share one.
+        self._is_async: dict[Callable[..., Any], bool] = {}
 
     def add(
         self,
@@ -131,19 +134,49 @@ class DagBuilder(Generic[P]):
         retry_backoff: float = 0.1,
         timeout: float | None = None,
     ) -> DagBuilder[P]:
-        """Add processor ``id`` running ``function`` once everything in ``after`` is done."""
+        """Add processor ``id`` running ``function`` once everything in ``after`` is done.
+
+        Every argument is checked here and every problem reported by :meth:`build`, named
+        after the processor: ``after`` must be a collection of ids (not one string)
+        without repeats, ``intent`` an :class:`Intent`, ``retries`` a whole number
+        ``>= 0``, ``retry_backoff`` a finite number ``>= 0`` and ``timeout`` a positive
+        number (or ``None``).
+        """
         if id in self._processors:
-            self._problems.append(f"duplicate processor id {id!r}")
+            self._problems.append(f"duplicate processor id {_label(id)}")
             return self
-        if retries < 0 or retry_backoff < 0 or (timeout is not None and timeout <= 0):
-            self._problems.append(
-                f"processor {id!r}: retries and retry_backoff must be >= 0 and timeout > 0"
+        dependencies: tuple[str, ...] = ()
+        bad: list[str] = []
+        if isinstance(after, (str, bytes)):
+            bad.append(_not_a_collection(after))
+        else:
+            try:
+                dependencies = tuple(after)
+            except TypeError:
+                bad.append(_not_a_collection(after))
+            count = len(dependencies)
+            if count > 1 and (
+                dependencies[0] == dependencies[1] if count == 2 else len(set(dependencies)) < count
+            ):
+                repeated = [dep for dep, n in Counter(dependencies).items() if n > 1]
+                bad.append(f"after= lists {', '.join(map(_label, repeated))} more than once")
+        if type(intent) is not Intent:
+            bad.append(f"intent must be Intent.TRANSFORM or Intent.ANALYZE, not {intent!r}")
+        if type(retries) is not int or retries < 0:
+            bad.append(f"retries must be a whole number >= 0, not {retries!r}")
+        if not (_is_number(retry_backoff) and 0 <= retry_backoff < math.inf):
+            bad.append(
+                f"retry_backoff must be a finite number of seconds >= 0, not {retry_backoff!r}"
             )
-        is_async = inspect.iscoroutinefunction(function)
+        if timeout is not None and not (_is_number(timeout) and timeout > 0):
+            bad.append(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+        is_async = _is_async(function, self._is_async)
         if blocking and is_async:
-            self._problems.append(f"processor {id!r}: blocking=True needs a sync function")
+            bad.append("blocking=True needs a sync function")
+        if bad:
+            self._problems.extend(f"processor {_label(id)}: {problem}" for problem in bad)
         self._processors[id] = Processor(
-            id, function, tuple(after), intent, blocking, retries, retry_backoff, timeout, is_async
+            id, function, dependencies, intent, blocking, retries, retry_backoff, timeout, is_async
         )
         return self
 
@@ -152,65 +185,84 @@ class DagBuilder(Generic[P]):
 
         Raises :class:`DagDefinitionError` for duplicate ids, unknown dependencies, cycles
         (naming one), and transforms that could run at the same time (both would replace
-        the payload; order them with ``after``).
+        the payload; order them with ``after``). Costs time in proportion to processors
+        plus dependencies.
         """
         problems = list(self._problems)
         processors = self._processors
+        # Processors are numbered in declaration order and the graph is walked on those
+        # numbers: list indexing, not hashing ids, on every step.
+        ids = list(processors)
+        number = {pid: i for i, pid in enumerate(ids)}
+        dependencies: list[list[int]] = []
         for p in processors.values():
+            known = []
             for dep in p.dependencies:
-                if dep not in processors:
-                    problems.append(f"processor {p.id!r} depends on unknown processor {dep!r}")
+                i = number.get(dep)
+                if i is None:
+                    problems.append(
+                        f"processor {_label(p.id)} depends on unknown processor {_label(dep)}"
+                    )
+                else:
+                    known.append(i)
+            dependencies.append(known)
         if problems:
             raise DagDefinitionError(problems)
-        order = _topological_order(processors)
-        dependents: dict[str, list[str]] = {pid: [] for pid in processors}
-        for pid in order:
-            for dep in processors[pid].dependencies:
-                dependents[dep].append(pid)
-        chain = tuple(pid for pid in order if processors[pid].intent is Intent.TRANSFORM)
-        problems.extend(_unordered_transforms(processors, order, chain))
+        order, children = _topological_order(ids, dependencies)
+        name = ids.__getitem__
+        ordered = tuple(ids[i] for i in order)
+        declared = list(processors.values())
+        transform = Intent.TRANSFORM
+        chain = tuple(ids[i] for i in order if declared[i].intent is transform)
+        problems.extend(_unordered_transforms(processors, ordered, chain))
         if problems:
             raise DagDefinitionError(problems)
         dag: Dag[P] = Dag._create(
             processors=dict(processors),
-            order=order,
-            dependents={k: tuple(v) for k, v in dependents.items()},
+            order=ordered,
+            dependents={pid: tuple(map(name, children[i])) for i, pid in enumerate(ids)},
             transform_chain=chain,
         )
         return dag
 
 
-def _topological_order(processors: Mapping[str, Processor[Any]]) -> tuple[str, ...]:
-    """Kahn's algorithm, first-ready first (so independent processors keep declaration
-    order); a cycle raises naming its members."""
-    waiting = {pid: len(set(p.dependencies)) for pid, p in processors.items()}
-    dependents: dict[str, list[str]] = {pid: [] for pid in processors}
-    for pid, p in processors.items():
-        for dep in set(p.dependencies):
-            dependents[dep].append(pid)
-    ready = deque(pid for pid, count in waiting.items() if count == 0)
-    order: list[str] = []
+def _topological_order(
+    ids: list[str], dependencies: list[list[int]]
+) -> tuple[list[int], list[list[int]]]:
+    """Kahn's algorithm on processor numbers, first-ready first (so independent
+    processors keep declaration order); a cycle raises naming its members. Dependencies
+    are distinct (``add`` rejects repeats), so each one counts once. Returns the order
+    and each processor's dependents, in declaration order."""
+    waiting = [len(deps) for deps in dependencies]
+    dependents: list[list[int]] = [[] for _ in ids]
+    for i, deps in enumerate(dependencies):
+        for dep in deps:
+            dependents[dep].append(i)
+    ready = deque(i for i, count in enumerate(waiting) if count == 0)
+    order: list[int] = []
     while ready:
-        pid = ready.popleft()
-        order.append(pid)
-        for child in dependents[pid]:
+        i = ready.popleft()
+        order.append(i)
+        for child in dependents[i]:
             waiting[child] -= 1
             if waiting[child] == 0:
                 ready.append(child)
-    if len(order) < len(processors):
-        cycle = _find_cycle(processors, {pid for pid, c in waiting.items() if c > 0})
-        raise DagDefinitionError([f"cycle: {' -> '.join(cycle)}"])
-    return tuple(order)
+    if len(order) < len(ids):
+        cycle = _find_cycle(dependencies, [count > 0 for count in waiting])
+        raise DagDefinitionError([f"cycle: {' -> '.join(_plain(ids[i]) for i in cycle)}"])
+    return order, dependents
 
 
-def _find_cycle(processors: Mapping[str, Processor[Any]], stuck: set[str]) -> list[str]:
-    """One cycle among the ``stuck`` processors, as a closed path of ids."""
-    start = min(stuck)
+def _find_cycle(dependencies: list[list[int]], stuck: list[bool]) -> list[int]:
+    """One cycle among the ``stuck`` processors, as a closed path of numbers. It starts
+    from the first stuck processor in declaration order and follows each one's first
+    stuck dependency, so ids need not be comparable with each other."""
+    start = stuck.index(True)
     path = [start]
     seen = {start: 0}
     node = start
     while True:
-        node = min(d for d in processors[node].dependencies if d in stuck)
+        node = next(d for d in dependencies[node] if stuck[d])
         if node in seen:
             cycle = [*path[seen[node] :], node]
             return list(reversed(cycle))
@@ -218,23 +270,76 @@ def _find_cycle(processors: Mapping[str, Processor[Any]], stuck: set[str]) -> li
         path.append(node)
 
 
+def _is_async(function: Callable[..., Any], known: dict[Callable[..., Any], bool]) -> bool:
+    """Whether ``function`` is async (see ``_coroutine_function``), remembered in
+    ``known`` (a callable object that cannot be hashed is simply asked every time)."""
+    try:
+        is_async = known.get(function)
+    except TypeError:
+        return _coroutine_function(function)
+    if is_async is None:
+        is_async = known[function] = _coroutine_function(function)
+    return is_async
+
+
+def _coroutine_function(function: Callable[..., Any]) -> bool:
+    """A coroutine function, or a callable object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - async __call__ of callable objects
+    )
+
+
+def _not_a_collection(after: object) -> str:
+    return f"after= must be a collection of processor ids, such as after=[{after!r}], not {after!r}"
+
+
+def _label(pid: object) -> str:
+    """How messages show a processor id: its ``repr`` (quoted, for a string)."""
+    return repr(pid)
+
+
+def _plain(pid: object) -> str:
+    """How a cycle shows a processor id: a string as it is, anything else by ``repr``."""
+    return pid if isinstance(pid, str) else repr(pid)
+
+
+def _is_number(value: object) -> bool:
+    """A real number, not a bool; checked without the ABC for the usual two types."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return True
+    return isinstance(value, numbers.Real) and kind is not bool
+
+
 def _unordered_transforms(
     processors: Mapping[str, Processor[Any]], order: tuple[str, ...], chain: tuple[str, ...]
 ) -> list[str]:
     """Transforms must form a chain (each an ancestor of the next in topological order),
-    otherwise two of them could replace the payload at the same time."""
+    otherwise two of them could replace the payload at the same time.
+
+    Linear in processors plus dependencies: each processor gets the chain position of
+    the latest transform among its ancestors (the maximum over its dependencies, each
+    counting itself if it is a transform). A transform's ancestors can only hold earlier
+    transforms, so the latest of them is its predecessor in the chain exactly when that
+    predecessor is an ancestor."""
     if len(chain) < 2:
         return []
-    index = {pid: i for i, pid in enumerate(order)}
-    ancestors: dict[str, int] = {}
+    position = {pid: i for i, pid in enumerate(chain)}
+    #: Per processor: the chain position of the latest transform it is or descends from.
+    latest: dict[str, int] = {}
+    problems = []
     for pid in order:
-        bits = 0
-        for dep in processors[pid].dependencies:
-            bits |= ancestors[dep] | (1 << index[dep])
-        ancestors[pid] = bits
-    return [
-        f"transforms {earlier!r} and {later!r} could run at the same time and both replace "
-        f"the payload; order them (add after=[{earlier!r}] to {later!r})"
-        for earlier, later in itertools.pairwise(chain)
-        if not ancestors[later] >> index[earlier] & 1
-    ]
+        before = max((latest[dep] for dep in processors[pid].dependencies), default=-1)
+        here = position.get(pid)
+        if here is None:
+            latest[pid] = before
+            continue
+        if here > 0 and before != here - 1:
+            earlier = chain[here - 1]
+            problems.append(
+                f"transforms {_label(earlier)} and {_label(pid)} could run at the same time "
+                f"and both replace the payload; order them (add after=[{_label(earlier)}] to "
+                f"{_label(pid)})"
+            )
+        latest[pid] = here
+    return problems

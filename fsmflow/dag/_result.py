@@ -75,11 +75,16 @@ class DagResult(Generic[P]):
 
     outcomes: Mapping[str, ProcessorOutcome]
     payload: P
-    #: True when every processor is ``DONE``.
+    #: True when every processor is ``DONE`` and the execution itself did not fail.
     succeeded: bool
     #: True when the run was cancelled from outside.
     cancelled: bool
     duration: float
+    #: The execution's own failure, if it had one: an error in the executor or in the
+    #: ``on_event`` sink, which ends the run (running processors are cancelled, and
+    #: those that never settled have no outcome). Processors' own failures are in
+    #: ``outcomes``, never here.
+    error: str | None = None
 
     def failures(self) -> list[ProcessorOutcome]:
         return [o for o in self.outcomes.values() if o.state is NodeState.FAILED]

@@ -8,6 +8,7 @@ validates the whole definition.
 
 from __future__ import annotations
 
+import enum
 import inspect
 import numbers
 import warnings
@@ -160,7 +161,17 @@ class FsmBuilder(Generic[S, E, C, A]):
     ) -> None:
         if not callable(function):
             raise TypeError(f"handler {function!r} is not callable")
-        targets = None if to is None else tuple(to)
+        targets = None
+        if to is not None:
+            if _is_single_value(to):
+                name = _callable_name(function)
+                self._problems.append(
+                    f"{_handler_label(kind, source, event, name)}: to= must be a sequence of "
+                    f"target states, such as to=[{variant_name(to)}], not the single value "
+                    f"{variant_name(to)}"
+                )
+            else:
+                targets = tuple(to)
         self._handlers.append(
             HandlerSpec(
                 kind=kind,
@@ -300,22 +311,62 @@ class FsmBuilder(Generic[S, E, C, A]):
         """States no path of declared targets reaches from the initial variant.
 
         A handler without ``to=`` may go anywhere, so it reaches every state; the check
-        never reports a state that might be reachable.
+        never reports a state that might be reachable. Linear in states plus handlers
+        plus declared targets: each state is visited once, variants compared by identity.
         """
-        everything = list(self._states.variants)
-        reached = [self._initial]
+        by_source: dict[int, list[HandlerSpec]] = {}
+        anywhere: list[HandlerSpec] = []
+        for handler in handlers:
+            if handler.source is None:
+                anywhere.append(handler)
+            else:
+                by_source.setdefault(id(handler.source), []).append(handler)
+        reached = {id(self._initial)}
         frontier = [self._initial]
-        while frontier:
+
+        def reach(handler: HandlerSpec) -> bool:
+            """Mark the handler's targets reached; True when it may go anywhere."""
+            if handler.targets is None:
+                return True
+            for target in handler.targets:
+                if id(target) not in reached:
+                    reached.add(id(target))
+                    frontier.append(target)
+            return False
+
+        # Handlers for any state apply as soon as the initial state is reached.
+        everything = any(reach(handler) for handler in anywhere)
+        while frontier and not everything:
             state = frontier.pop()
-            for handler in handlers:
-                applies = handler.source is None or handler.source is state
-                if not applies:
-                    continue
-                for target in everything if handler.targets is None else handler.targets:
-                    if not any(target is r for r in reached):
-                        reached.append(target)
-                        frontier.append(target)
-        return [v for v in everything if not any(v is r for r in reached)]
+            for handler in by_source.get(id(state), ()):
+                if reach(handler):
+                    everything = True
+                    break
+        if everything:
+            return []
+        return [v for v in self._states.variants if id(v) not in reached]
+
+
+def _is_single_value(to: object) -> bool:
+    """Whether ``to=`` got one state where a sequence of states belongs (a str enum
+    member or a string is iterable, but its characters are not states)."""
+    if isinstance(to, str | bytes | enum.Enum | type):
+        return True
+    return not isinstance(to, Iterable)
+
+
+def _handler_label(
+    kind: HandlerKind, source: Variant | None, event: Variant | None, name: str
+) -> str:
+    """How problems name a handler: ``handler h of S on E``."""
+    label = f"handler {name}"
+    if source is not None:
+        label += f" of {variant_name(source)}"
+    if kind is HandlerKind.EVENT or kind is HandlerKind.WILDCARD:
+        label += f" on {variant_name(event)}"
+    elif kind is HandlerKind.TIMEOUT:
+        label += " (timeout)"
+    return label
 
 
 class StateScope(Generic[S, E, C, A, SV]):

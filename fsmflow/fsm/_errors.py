@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .._util import bounded, bounded_repr
+
 
 class FsmError(Exception):
     """Base class of every error raised by :mod:`fsmflow.fsm`."""
@@ -43,21 +45,39 @@ class UnhandledEventError(FsmError):
 
 
 class UndeclaredTargetError(FsmError):
-    """A handler returned a state outside the targets it declared with ``to=``, or a state
-    whose variant is not declared at all."""
+    """A handler returned a state outside the targets it declared with ``to=``, or a value
+    that is not a state of the declared type at all (``declared`` is then false: a raw
+    ``"a"`` or ``1`` is not a member of a ``str`` or ``int`` enum, even if equal to one)."""
 
     def __init__(
-        self, spec_name: str, handler: str, state: str, event: str, target: str, allowed: str
+        self,
+        spec_name: str,
+        handler: str,
+        state: str,
+        event: str,
+        target: str,
+        allowed: str,
+        *,
+        declared: bool = True,
     ) -> None:
         self.spec_name = spec_name
         self.handler = handler
         self.state = state
         self.event = event
         self.target = target
-        super().__init__(
-            f"{spec_name}: handler {handler} for ({state}, {event}) returned a {target} state, "
-            f"but it may only go to {allowed}; add {target} to its to= or fix the handler"
-        )
+        self.declared = declared
+        where = f"{spec_name}: handler {handler} for ({state}, {event})"
+        if declared:
+            message = (
+                f"{where} returned a {target} state, but it may only go to {allowed}; "
+                f"add {target} to its to= or fix the handler"
+            )
+        else:
+            message = (
+                f"{where} returned {target}, which is not a value of the declared state "
+                f"type {allowed}; return one of its variants"
+            )
+        super().__init__(message)
 
 
 class HandlerError(FsmError):
@@ -81,4 +101,7 @@ class ActionError(FsmError):
     def __init__(self, action: object, index: int, cause: BaseException) -> None:
         self.action = action
         self.index = index
-        super().__init__(f"action #{index} {action!r} failed: {type(cause).__name__}: {cause}")
+        super().__init__(
+            f"action #{index} {bounded_repr(action)} failed: "
+            f"{bounded(f'{type(cause).__name__}: {cause}')}"
+        )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 import attrs
 
-from .._util import NoPublicConstructor
+from .._util import NoPublicConstructor, bounded_repr
 from ._errors import InvalidDefinitionError
 from ._variants import Variant, VariantSet, variant_name
 
@@ -133,7 +133,7 @@ class FsmSpec(Generic[S, E, C, A], metaclass=NoPublicConstructor):
             raise InvalidDefinitionError(
                 self.name,
                 [
-                    f"initial state {initial_state!r} is not a variant of the declared "
+                    f"initial state {bounded_repr(initial_state)} is not a variant of the declared "
                     f"state type {self.states.label}"
                 ],
             )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Sequence
-from typing import Generic, Literal, NoReturn, Protocol, TypeAlias, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, Literal, NoReturn, Protocol, TypeAlias, TypeVar
 
 import attrs
 
@@ -43,14 +43,29 @@ class Transition(Generic[S_co, A_co]):
     actions: tuple[A_co, ...] = ()
 
 
+# goto() and stay() are called once per transition, and a frozen attrs class's __init__
+# sets each field through an indirection that costs more than the rest of the call: they
+# fill the two slots directly, which makes the same value (equal to Transition(s, a)).
+_new_transition = object.__new__
+_SLOTS: dict[str, Any] = {name: getattr(Transition, name) for name in ("next_state", "actions")}
+_set_next_state: Callable[[object, object], None] = _SLOTS["next_state"].__set__
+_set_actions: Callable[[object, object], None] = _SLOTS["actions"].__set__
+
+
 def goto(next_state: _S, *actions: _A) -> Transition[_S, _A]:
     """Go to ``next_state`` (running exit/entry hooks) and then run ``actions``."""
-    return Transition(next_state, actions)
+    transition: Transition[_S, _A] = _new_transition(Transition)
+    _set_next_state(transition, next_state)
+    _set_actions(transition, actions)
+    return transition
 
 
 def stay(*actions: _A) -> Transition[NoReturn, _A]:
     """Keep the current state (no exit/entry hooks) and run ``actions``."""
-    return Transition(STAY, actions)
+    transition: Transition[NoReturn, _A] = _new_transition(Transition)
+    _set_next_state(transition, STAY)
+    _set_actions(transition, actions)
+    return transition
 
 
 class FsmAction(Protocol[C_contra]):

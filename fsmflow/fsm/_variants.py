@@ -17,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from .._util import bounded_repr
+
 #: A variant: an enum member or a class.
 Variant = Any
 
@@ -63,7 +65,7 @@ def variant_name(variant: Variant) -> str:
         return variant.name
     if isinstance(variant, type):
         return variant.__name__
-    return repr(variant)
+    return bounded_repr(variant)
 
 
 def parse_declared_type(declared: object, role: str) -> VariantSet:
@@ -90,6 +92,7 @@ def parse_declared_type(declared: object, role: str) -> VariantSet:
             f"classes, not {declared!r}"
         )
     classes: list[type] = []
+    seen: set[type] = set()
     for part in parts:
         if not isinstance(part, type):
             raise TypeError(f"{role} type {declared!r}: {part!r} is not a class")
@@ -98,8 +101,9 @@ def parse_declared_type(declared: object, role: str) -> VariantSet:
                 f"{role} type {declared!r} mixes the enum {part.__name__} with classes; "
                 "use an Enum alone or a union of classes"
             )
-        if part in classes:
+        if part in seen:
             raise TypeError(f"{role} type {declared!r} lists {part.__name__} twice")
+        seen.add(part)
         classes.append(part)
     if not classes:
         raise TypeError(f"{role} type {declared!r} declares no variants")

@@ -119,6 +119,11 @@ def _never_now(group: list[Request[Any]]) -> bool:
     return False
 
 
+def _barrier(connection: object) -> None:
+    """The work of :meth:`GroupCommit.barrier`: settled by the group itself, never handed
+    to the backend, so waiting for the writes before it takes no lock."""
+
+
 async def _settle_on_asyncio(execution: Coroutine[Any, Any, None]) -> None:
     """Run ``execution`` to its end even if the caller is cancelled meanwhile — by an
     anyio scope (shielded) or by asyncio's native ``task.cancel()``, which pierces
@@ -180,6 +185,13 @@ class GroupCommit:
         result: T = request.result
         return result
 
+    async def barrier(self) -> None:
+        """Wait until every write submitted before this call has settled. It joins the
+        queue like a write but opens no transaction: closing a store with it never waits
+        for another process's lock."""
+        if self._leading:
+            await self.submit(_barrier, "barrier")
+
     async def _lead(self, request: Request[Any], on_trio: bool) -> None:
         try:
             # Let every task that is ready to write queue behind us: they join this group.
@@ -191,9 +203,13 @@ class GroupCommit:
             self._withdraw(request)
             self._hand_over()
             raise
-        group = self._take()
+        taken = self._take()
+        group = [other for other in taken if other.work is not _barrier]
+        for other in taken:
+            if other.work is _barrier:
+                other.succeed(None)
         try:
-            if not self._execute_now(group):
+            if group and not self._execute_now(group):
                 if on_trio:
                     with trio.CancelScope(shield=True):
                         await self._execute(group)
@@ -210,7 +226,7 @@ class GroupCommit:
         finally:
             self.groups += 1
             self.requests += len(group)
-            for other in group:
+            for other in taken:
                 other.wake()
             self._hand_over()
 

@@ -149,7 +149,7 @@ class PostgresStore(SingleOpWrites):
             return
         self._closed = True
         try:
-            await self._group.submit(lambda db: None, "close")  # queued after every write
+            await self._group.barrier()  # after every write already submitted
         except StoreError:
             pass
         finally:

@@ -174,7 +174,7 @@ class SqliteStore(SingleOpWrites):
             return
         self._closed = True
         try:
-            await self._group.submit(lambda db: None, "close")  # queued after every write
+            await self._group.barrier()  # after every write already submitted
         finally:
             await self._worker.run(self._close_connections)
         await self._worker.aclose()

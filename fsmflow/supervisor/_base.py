@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from ..fsm import FsmSpec, StateMachine
 from ._directives import EventLoopDirective
 from ._records import CompletionEvent, ExitKind, Journal, RunOutcome, TransitionRecord
+from ._watcher import StateWatcher
 
 S = TypeVar("S")
 E = TypeVar("E")
@@ -49,6 +50,9 @@ class Supervisor(ABC, Generic[S, E, C, A]):
         self._name = name
         self.journal = journal
         self._listeners: list[TransitionListener] = []
+        #: Where the loop publishes the state after each handled event (set by
+        #: ``start_supervisor`` and the external-event wrappers for their watcher).
+        self._loop_watcher: StateWatcher[S] | None = None
         self._exit: tuple[ExitKind, object, str | None] | None = None
         self._last_outcome: RunOutcome[S] | None = None
 
@@ -106,6 +110,14 @@ class Supervisor(ABC, Generic[S, E, C, A]):
     async def after_transition(self, state: S, ctx: C) -> None:
         """Called after each handled event once its actions ran; the default does nothing."""
 
+    def _after_transition_hook(self) -> Callable[[S, C], Awaitable[None]] | None:
+        """``after_transition``, or ``None`` when it is the base class's no-op (so the
+        loop need not await it after every transition)."""
+        hook = self.after_transition
+        if getattr(hook, "__func__", None) is Supervisor.after_transition:
+            return None
+        return hook
+
     async def write_completion_event(self) -> None:
         """Record that the run ended. Called exactly once per run, whatever the exit.
 
@@ -131,7 +143,9 @@ class Supervisor(ABC, Generic[S, E, C, A]):
     def add_transition_listener(self, listener: TransitionListener) -> None:
         """Call ``listener`` with a :class:`TransitionRecord` for every handled event.
 
-        Listeners run inline in the loop; keep them fast and non-blocking.
+        Listeners run inline in the loop; keep them fast and non-blocking (an exception
+        in one ends the run). A listener added while a run is going hears from it from
+        the loop's next yield to the scheduler on, at most ``yield_every`` events later.
         """
         self._listeners.append(listener)
 
@@ -142,15 +156,17 @@ class Supervisor(ABC, Generic[S, E, C, A]):
         """Drive the FSM until ``dispatch_state`` says ``Terminate``.
 
         Returns a ``TERMINATED`` :class:`RunOutcome`; raises :class:`SupervisorError` for a
-        failed run; lets cancellation propagate. The completion event is written exactly
-        once on each of those exits. ``trio.run(supervisor.run)`` starts from
-        :meth:`initial_state` with :meth:`initial_context`.
+        failed run — also for a run that cannot start (:meth:`initial_state`,
+        :meth:`initial_context` or :meth:`build_state_machine` raising, or a state that
+        is not a declared variant), with the original error as ``__cause__``; lets
+        cancellation propagate. The completion event is written exactly once on each of
+        those exits, and :attr:`last_outcome` set before it is written.
+        ``trio.run(supervisor.run)`` starts from :meth:`initial_state` with
+        :meth:`initial_context`.
         """
-        from ._loop import run_loop
+        from ._loop import run_supervisor
 
-        state = self.initial_state() if initial_state is None else initial_state
-        ctx = self.initial_context() if context is None else context
-        return await run_loop(self, state, ctx)
+        return await run_supervisor(self, initial_state, context)
 
 
 class SelfSupervised(Supervisor[S, E, C, A]):

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..fsm import FsmSpec, StateMachine
 from ._base import HandlerSupervised, SelfSupervised, Supervisor
-from ._directives import EventLoopDirective, Trigger
+from ._directives import EventLoopDirective, Trigger, trigger
+from ._messages import shown
 from ._watcher import StateWatcher
 
 S = TypeVar("S")
@@ -54,8 +57,22 @@ class ExternalEventPolicy(ABC, Generic[S, E]):
 
 
 class ExternalChannelClosed(Exception):
-    """The supervisor on the other side of this sender has finished (or the sender was
-    closed); nothing more can be sent."""
+    """Nothing more can be sent on this sender: the supervisor's run has ended, or this
+    sender was closed.
+
+    ``ended`` tells which; when the run has ended, ``final_state`` is the state it ended
+    in and the message names it (and the supervisor, when the channel knows its name).
+    """
+
+    def __init__(self, message: str, *, ended: bool, final_state: object = None) -> None:
+        super().__init__(message)
+        self.ended = ended
+        self.final_state = final_state
+
+
+#: ``EventSender.send`` yields to the scheduler at least once every this many sends (and
+#: whenever it waits for room); the supervisor loop's own default budget.
+SEND_YIELD_EVERY = 64
 
 
 class EventSender(Generic[E]):
@@ -66,28 +83,49 @@ class EventSender(Generic[E]):
     backpressure a bounded capacity promises.
     """
 
-    __slots__ = ("_stream",)
+    __slots__ = ("_stream", "_watcher", "_name", "_budget", "_cancel_point")
 
-    def __init__(self, stream: MemoryObjectSendStream[E]) -> None:
+    def __init__(
+        self,
+        stream: MemoryObjectSendStream[E],
+        watcher: StateWatcher[Any] | None = None,
+        name: str | None = None,
+    ) -> None:
         self._stream = stream
+        #: The receiving supervisor's watcher and name, for saying how its run ended.
+        self._watcher = watcher
+        self._name = name
+        #: Sends left before the next one yields to the scheduler.
+        self._budget = SEND_YIELD_EVERY
+        #: The running backend's cancellation point, looked up at the first send.
+        self._cancel_point: Callable[[], Awaitable[None]] | None = None
 
     async def send(self, event: E) -> None:
-        """Send ``event``, waiting for room. Raises :class:`ExternalChannelClosed`."""
+        """Send ``event``, waiting for room. Raises :class:`ExternalChannelClosed`.
+
+        Every send is a cancellation point: a cancelled sender never sends. Like the
+        supervisor loop it yields to the scheduler on a budget rather than on every
+        call — whenever it has to wait for room, and otherwise once every
+        :data:`SEND_YIELD_EVERY` sends — so a burst of events reaches the supervisor in
+        one scheduling round, not one round each.
+        """
         stream = self._stream
         try:
-            if trio.lowlevel.in_trio_task():
-                # What the stream's send does first, without its per-call backend lookup
-                # (a large share of a send's cost): a checkpoint, then a send that does
-                # not wait. Only a full channel falls through to the waiting send.
-                await trio.lowlevel.checkpoint()
+            self._budget -= 1
+            if self._budget > 0:
+                cancel_point = self._cancel_point
+                if cancel_point is None:
+                    cancel_point = self._cancel_point = _cancel_point()
+                await cancel_point()
                 try:
                     stream.send_nowait(event)
                     return
                 except anyio.WouldBlock:
                     pass
+            self._budget = SEND_YIELD_EVERY
             await stream.send(event)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise ExternalChannelClosed("external event channel is closed") from exc
+            raise self._closed(exc) from exc
 
     def send_nowait(self, event: E) -> None:
         """Send without waiting; raises ``anyio.WouldBlock`` when the channel is full and
@@ -95,14 +133,44 @@ class EventSender(Generic[E]):
         try:
             self._stream.send_nowait(event)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
-            raise ExternalChannelClosed("external event channel is closed") from exc
+            raise self._closed(exc) from exc
+
+    def _closed(self, exc: Exception) -> ExternalChannelClosed:
+        who = "the supervisor" if self._name is None else f"supervisor {self._name!r}"
+        watcher = self._watcher
+        if watcher is not None and watcher.closed:
+            final_state = watcher.current()
+            return ExternalChannelClosed(
+                f"{who} has ended its run in state {shown(final_state)}; it takes no "
+                "more external events (start a new run to send again)",
+                ended=True,
+                final_state=final_state,
+            )
+        if isinstance(exc, anyio.ClosedResourceError):
+            return ExternalChannelClosed(
+                "this sender was closed; send through another (handle.sender() makes one "
+                "while the run lasts)",
+                ended=False,
+            )
+        return ExternalChannelClosed(
+            f"{who} takes no more external events: the receiving side of its channel was closed",
+            ended=True,
+        )
 
     def clone(self) -> EventSender[E]:
         """Another sender on the same channel (close each one you make)."""
-        return EventSender(self._stream.clone())
+        return EventSender(self._stream.clone(), self._watcher, self._name)
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _cancel_point() -> Callable[[], Awaitable[None]]:
+    """A checkpoint that raises if cancelled but does not yield: trio's own in a trio
+    task (anyio's looks the backend up on every call), anyio's elsewhere."""
+    if trio.lowlevel.in_trio_task():
+        return trio.lowlevel.checkpoint_if_cancelled
+    return anyio.lowlevel.checkpoint_if_cancelled
 
 
 class EventReceiver(Generic[E]):
@@ -128,9 +196,15 @@ class ChannelBuilder(Generic[E, S]):
             raise ValueError(f"capacity must be >= 0, not {capacity}")
         self.capacity = capacity
 
-    def build(self, initial_state: S) -> tuple[EventSender[E], EventReceiver[E], StateWatcher[S]]:
+    def build(
+        self, initial_state: S, *, name: str | None = None
+    ) -> tuple[EventSender[E], EventReceiver[E], StateWatcher[S]]:
+        """The sender, the receiver for the wrapper, and the watcher, which starts at
+        ``initial_state``. ``name`` (the supervisor's) makes the sender's
+        :class:`ExternalChannelClosed` name who has ended."""
         send, receive = anyio.create_memory_object_stream[E](self.capacity)
-        return EventSender(send), EventReceiver(receive), StateWatcher(initial_state)
+        watcher = StateWatcher(initial_state)
+        return EventSender(send, watcher, name), EventReceiver(receive), watcher
 
 
 class _WithExternalEvents(Supervisor[S, E, C, A]):
@@ -164,6 +238,8 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
         self.yield_every = inner.yield_every
         self.completion_timeout = inner.completion_timeout
         self._listeners = inner._listeners
+        # The loop publishes every state it reaches to the watcher.
+        self._loop_watcher = watcher
 
     @classmethod
     def fsm_spec(cls) -> FsmSpec[S, E, C, A]:
@@ -189,7 +265,6 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
         return self.inner.event_for_action_error(msg)
 
     async def dispatch_state(self, state: S, ctx: C) -> EventLoopDirective[E]:
-        self.watcher.publish(state)
         if state is not self._dispatched_in and state != self._dispatched_in:
             self._dispatched_in = state
             self._closed_delivered = False
@@ -197,7 +272,7 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
         if mode is ExternalEventMode.POLL:
             if not self._closed:
                 try:
-                    return Trigger(self._stream.receive_nowait())
+                    return trigger(self._stream.receive_nowait())
                 except anyio.WouldBlock:
                     pass
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -208,7 +283,7 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
         elif mode is ExternalEventMode.BLOCK:
             if not self._closed:
                 try:
-                    return Trigger(await self._stream.receive())
+                    return trigger(await self._stream.receive())
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     self._closed = True
             closed_event = self._closed_event(state)
@@ -227,9 +302,9 @@ class _WithExternalEvents(Supervisor[S, E, C, A]):
             self._closed_delivered = True
         return event
 
-    async def after_transition(self, state: S, ctx: C) -> None:
-        self.watcher.publish(state)
-        await self.inner.after_transition(state, ctx)
+    def _after_transition_hook(self) -> Callable[[S, C], Awaitable[None]] | None:
+        # The loop calls the inner supervisor's after_transition directly.
+        return self.inner._after_transition_hook()
 
     async def write_completion_event(self) -> None:
         self.inner._exit = self._exit

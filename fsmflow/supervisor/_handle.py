@@ -7,7 +7,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 import anyio
 
-from ._base import HandlerSupervised, SelfSupervised, Supervisor, TransitionListener
+from ._base import HandlerSupervised, SelfSupervised, Supervisor
 from ._external import (
     ChannelBuilder,
     EventReceiver,
@@ -16,6 +16,7 @@ from ._external import (
     HandlerSupervisedWithExternalEvents,
     SelfSupervisedWithExternalEvents,
 )
+from ._loop import fail_to_start
 from ._records import ExitKind, RunOutcome, SupervisorError, TransitionRecord
 from ._watcher import StateWatcher
 
@@ -116,21 +117,39 @@ async def start_supervisor(
     """Start ``supervisor`` in ``spawner`` (a nursery or task group) and return its handle.
 
     A supervisor implementing :class:`ExternalEventPolicy` is wrapped with an external
-    event channel of ``capacity``; otherwise the handle watches states through a
-    transition listener and cannot send events. With ``raise_on_failure`` (the default)
-    a :class:`SupervisorError` propagates into the nursery, so failures are never
-    silent; without it the error is only reported through :meth:`SupervisorHandle.outcome`.
+    event channel of ``capacity``; otherwise the handle cannot send events. Either way the
+    handle's watcher follows every state the run reaches.
+
+    With ``raise_on_failure`` (the default) a failed run's :class:`SupervisorError`
+    propagates into the nursery, so failures are never silent. Without it every failure
+    of the run is contained — one that could not even start (``initial_state()``,
+    ``initial_context()`` or ``build_state_machine()`` raising) included — and reported
+    only through :meth:`SupervisorHandle.outcome`, whose ``error`` is the
+    ``SupervisorError``. Cancellation always propagates.
+
     ``listener`` receives this run's transition records; it is removed when the run ends.
     Once the run has ended, ``supervisor.last_outcome`` is the handle's outcome.
     """
-    state = supervisor.initial_state() if initial_state is None else initial_state
-    ctx = supervisor.initial_context() if context is None else context
+    # Resolved now, so that the handle's watcher has a state before the task starts; a
+    # failure here is the run's failure, reported by the task like any other.
+    state = initial_state
+    ctx = context
+    start_failure: tuple[str, Exception] | None = None
+    try:
+        if state is None:
+            state = supervisor.initial_state()
+        if ctx is None:
+            ctx = supervisor.initial_context()
+    except Exception as exc:
+        start_failure = ("initial_state()" if state is None else "initial_context()", exc)
     runner: Supervisor[S, E, C, A]
-    listeners: list[TransitionListener] = []
     # Closed when the task ends, also when the run never started and so never closed it.
     channel_end: EventReceiver[E] | None = None
+    first = cast(S, state)
     if isinstance(supervisor, ExternalEventPolicy):
-        sender, receiver, watcher = ChannelBuilder[E, S](capacity).build(state)
+        sender, receiver, watcher = ChannelBuilder[E, S](capacity).build(
+            first, name=supervisor.name
+        )
         channel_end = receiver
         if isinstance(supervisor, HandlerSupervised):
             runner = HandlerSupervisedWithExternalEvents(supervisor, receiver, watcher)
@@ -140,38 +159,43 @@ async def start_supervisor(
             )
         handle: SupervisorHandle[S, E] = SupervisorHandle(supervisor.name, sender, watcher)
     else:
-        watcher = StateWatcher(state)
-        listeners.append(lambda record: watcher.publish(record.to_state))  # type: ignore[arg-type]
+        watcher = StateWatcher(first)
         runner = supervisor
         handle = SupervisorHandle(supervisor.name, None, watcher)
     if listener is not None:
-        listeners.append(listener)
-    for added in listeners:
-        supervisor.add_transition_listener(added)
+        supervisor.add_transition_listener(listener)
 
     async def body() -> None:
         runner._last_outcome = None
+        if runner is supervisor:
+            supervisor._loop_watcher = watcher
         try:
             with handle._scope:
+                if start_failure is not None:
+                    await fail_to_start(runner, state, *start_failure)
                 await runner.run(state, ctx)
         except SupervisorError:
             if raise_on_failure:
                 raise
         finally:
-            for added in listeners:
-                supervisor.remove_transition_listener(added)
+            if listener is not None:
+                supervisor.remove_transition_listener(listener)
+            if runner is supervisor:
+                supervisor._loop_watcher = None
             outcome = runner.last_outcome
-            if outcome is None:  # the run never started: build_state_machine raised
+            if outcome is None:  # only a BaseException other than cancellation gets here
                 outcome = RunOutcome(
-                    supervisor.name, ExitKind.FAILED, state, 0, 0, 0, completion_written=False
+                    supervisor.name, ExitKind.CANCELLED, first, 0, 0, 0, completion_written=False
                 )
             supervisor._last_outcome = outcome
             handle._outcome = outcome
+            # The watcher closes before the channel, so a sender that finds the channel
+            # closed can say in which state the run ended.
+            watcher.publish(outcome.final_state)
+            watcher.close()
             handle.close_events()
             if channel_end is not None:
                 channel_end.close()
-            watcher.publish(outcome.final_state)
-            watcher.close()
             handle._done.set()
 
     spawner.start_soon(body, name=f"supervisor:{supervisor.name}")

@@ -56,6 +56,8 @@ class RunOutcome(Generic[S_co]):
 
     supervisor: str
     exit: ExitKind
+    #: The state the run ended in. For a run that could not start, the state it was to
+    #: start in — or ``None`` when even that is unknown (``initial_state()`` raised).
     final_state: S_co
     #: Events the FSM handled (failure events included).
     transitions: int
@@ -86,12 +88,15 @@ class MemoryJournal:
 
 
 class SupervisorError(Exception):
-    """A supervisor's run failed: an FSM error, or a chain of failure events that made no
-    progress.
+    """A supervisor's run failed: it could not start, an FSM error, a chain of failure
+    events that made no progress, or an error in the loop's own calls.
 
     ``supervisor``, ``state`` and ``event`` name where it happened; ``chain`` holds the
     failure messages of the chain (empty for FSM errors); the original error, if any, is
-    ``__cause__``. ``outcome`` is filled in once the completion event has been written.
+    ``__cause__`` and the end of its cause chain is :attr:`root_cause`. The first line
+    of the message (:attr:`summary`) names that root cause. ``outcome`` is the run's
+    :class:`RunOutcome`, set before the completion event is written and updated once it
+    has been.
     """
 
     def __init__(
@@ -108,8 +113,21 @@ class SupervisorError(Exception):
         self.chain = tuple(chain)
         self.outcome: RunOutcome[object] | None = None
         text = f"supervisor {supervisor!r} failed in state {state} on {event}: {message}"
+        #: The first line of the message: where the run failed and its root cause.
+        self.summary = text
         if self.chain:
             text += "\nfailure chain:\n" + "\n".join(
                 f"  {i + 1}. {m}" for i, m in enumerate(self.chain)
             )
         super().__init__(text)
+
+    @property
+    def root_cause(self) -> BaseException | None:
+        """The last exception of the ``__cause__`` chain: for a handler that raised, the
+        handler's own exception rather than the ``HandlerError`` wrapping it."""
+        cause = self.__cause__
+        seen = {id(self)}
+        while cause is not None and cause.__cause__ is not None and id(cause) not in seen:
+            seen.add(id(cause))
+            cause = cause.__cause__
+        return cause

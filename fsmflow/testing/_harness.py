@@ -199,11 +199,14 @@ class SupervisorHarness(Generic[S, E]):
         await self.handle.outcome()
         self._wake()
 
-    async def _raise_unseen_failure(self) -> None:
-        outcome = await self.handle.outcome()
-        if outcome.exit is ExitKind.FAILED and not self._outcome_seen:
-            assert outcome.error is not None  # a run that never started raised on its own
-            raise outcome.error
+    def _unseen_failure(self) -> Exception | None:
+        """The error of a run that ended ``FAILED`` without anyone asking for its outcome
+        (every failed run carries its error, a run that could not start included)."""
+        outcome = self.handle._outcome
+        if outcome is None or outcome.exit is not ExitKind.FAILED or self._outcome_seen:
+            return None
+        assert isinstance(outcome.error, Exception)
+        return outcome.error
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> Exception | None:
@@ -237,8 +240,10 @@ async def supervisor_harness(
     completion event), background scripts are stopped, and the block returns only once
     every task the harness started has finished: nothing outlives it. An error raised in
     the block comes out as itself, not wrapped in an exception group. A run that
-    ``FAILED`` while nobody awaited :meth:`SupervisorHarness.outcome` raises its
-    :class:`SupervisorError` on exit, so a failure is never silently ignored.
+    ``FAILED`` (one that could not start included) while nobody awaited
+    :meth:`SupervisorHarness.outcome` raises its :class:`SupervisorError` on exit — in an
+    exception group with the block's own error if the block raised too — so a failure is
+    never silently ignored.
 
     For the duration, the supervisor's ``journal`` is replaced by one that forwards to
     the original and records into ``completions``; it is restored on exit.
@@ -274,8 +279,10 @@ async def supervisor_harness(
             raise
     finally:
         supervisor.journal = original_journal
+    failure = None if harness is None else harness._unseen_failure()
+    if sole is not None and failure is not None:
+        raise ExceptionGroup("the block raised and the run failed", [sole, failure])
     if sole is not None:
         raise sole
-    # Only reached when the block itself raised nothing.
-    assert harness is not None
-    await harness._raise_unseen_failure()
+    if failure is not None:
+        raise failure

@@ -215,7 +215,7 @@ def test_build_errors_name_the_problem() -> None:
     with pytest.raises(DagDefinitionError) as caught:
         b.build()
     assert "blocking=True needs a sync function" in str(caught.value)
-    assert "retries and retry_backoff must be >= 0" in str(caught.value)
+    assert "processor 'y': retries must be a whole number >= 0, not -1" in str(caught.value)
 
 
 async def test_transforms_replace_the_payload_in_order_and_analyzers_see_their_version() -> None:

@@ -105,6 +105,23 @@ async def test_a_lock_held_by_another_process_is_waited_for_then_named(
         assert results == [1]
 
 
+async def test_closing_takes_no_lock_of_its_own(tmp_path: Path) -> None:
+    """Closing waits for the writes already submitted, not for the file's write lock: a
+    store closes even while another process (say, one frozen mid-transaction) holds it."""
+    path = tmp_path / "busy.sqlite3"
+    store = await SqliteStore.open(path, busy_timeout=0.2)
+    await store.put("ns", "k", b"v")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        await store.aclose()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.get("ns", "k")
+
+
 async def test_a_closed_store_says_so(tmp_path: Path) -> None:
     store = await SqliteStore.open(tmp_path / "closed.sqlite3")
     await store.aclose()

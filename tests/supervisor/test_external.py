@@ -3,7 +3,10 @@ watcher the wrappers publish to, backpressure, and misuse. On trio and asyncio."
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream
 
@@ -24,6 +27,7 @@ from fsmflow.supervisor import (
     TransitionRecord,
     Trigger,
 )
+from fsmflow.supervisor._external import SEND_YIELD_EVERY
 from fsmflow.testing import each_backend, supervisor_harness
 
 from ._scripted import (
@@ -259,6 +263,48 @@ async def test_send_waits_while_the_channel_is_full() -> None:
         Hold(("first",)),
         Hold(("second",)),
     ]
+
+
+@each_backend
+async def test_a_cancelled_send_never_sends() -> None:
+    sender, receiver, _ = ChannelBuilder[Ev, Phase](capacity=8).build(Phase.IDLE)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await sender.send(Hold(("lost",)))
+    assert scope.cancelled_caught
+    with pytest.raises(anyio.WouldBlock):
+        receiver._stream.receive_nowait()
+    sender.close()
+    receiver.close()
+
+
+@each_backend
+async def test_send_yields_to_the_scheduler_on_a_budget() -> None:
+    # With room in the channel a send need not wait, but a producer sending in a tight
+    # loop must still let its siblings run: at least once every SEND_YIELD_EVERY sends.
+    capacity = 3 * SEND_YIELD_EVERY
+    sender, receiver, _ = ChannelBuilder[Ev, Phase](capacity).build(Phase.IDLE)
+    sent = 0
+    seen: list[int] = []
+
+    async def sibling() -> None:
+        while sent < capacity:
+            seen.append(sent)
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sibling)
+        await anyio.lowlevel.checkpoint()
+        for _ in range(capacity):
+            await sender.send(Hold())
+            sent += 1
+    gaps = [later - earlier for earlier, later in itertools.pairwise(seen)]
+    # The sibling runs once per scheduling batch, either before or after the producer
+    # within it (trio shuffles a batch), so it sees at most two budgets go by.
+    assert seen and max(gaps) <= 2 * SEND_YIELD_EVERY, "the producer yielded on its budget"
+    assert len(seen) < capacity, "but not on every send"
+    sender.close()
+    receiver.close()
 
 
 # -- wrapper plumbing and misuse -----------------------------------------------------------

@@ -178,16 +178,37 @@ class Unbuildable(Scripted):
 
 
 @each_backend
-async def test_a_run_that_never_started_reports_failed_without_completion() -> None:
-    sup = Unbuildable()
-    with pytest.raises(ExceptionGroup) as info:
-        async with anyio.create_task_group() as tg:
-            handle = await start_supervisor(tg, sup, raise_on_failure=False)
-    assert info.value.subgroup(ValueError) is not None, "not a run failure: always raised"
-    outcome = await handle.outcome()
-    assert outcome.exit is ExitKind.FAILED and not outcome.completion_written
-    assert sup.completion_calls == 0
-    assert sup.last_outcome == outcome
+async def test_sending_after_the_run_ended_says_so_and_in_which_state() -> None:
+    sup = _blocking()
+    async with anyio.create_task_group() as tg:
+        handle = await start_supervisor(tg, sup)
+        extra = handle.sender()
+        await handle.send(Go(Phase.DONE))
+        await handle.outcome()
+    for send in (handle.send, extra.send):
+        with pytest.raises(ExternalChannelClosed) as info:
+            await send(Hold())
+        assert str(info.value) == (
+            "supervisor 'scripted' has ended its run in state DONE; it takes no more "
+            "external events (start a new run to send again)"
+        )
+        assert info.value.ended and info.value.final_state is Phase.DONE
+    with pytest.raises(ExternalChannelClosed, match="has ended its run in state DONE"):
+        extra.send_nowait(Hold())
+    extra.close()
+
+
+@each_backend
+async def test_sending_on_a_closed_sender_while_the_run_goes_on_says_so() -> None:
+    sup = _blocking()
+    async with anyio.create_task_group() as tg:
+        handle = await start_supervisor(tg, sup)
+        extra = handle.sender()
+        extra.close()
+        with pytest.raises(ExternalChannelClosed) as info:
+            await extra.send(Hold())
+        assert not info.value.ended and "this sender was closed" in str(info.value)
+        handle.cancel()
 
 
 @each_backend

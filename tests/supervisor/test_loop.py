@@ -258,7 +258,9 @@ async def test_reentering_an_equal_state_is_no_progress() -> None:
         outcome = await h.outcome()
     assert isinstance(outcome.error, SupervisorError)
     cleanup = "action Cleanup() failed in state Down: RuntimeError: cleanup failed"
-    assert outcome.error.chain == (cleanup,) * 5
+    # Up -> Down(...) moved the state, but its action failed: no progress either.
+    dispatch = "dispatch_state failed in state Up: RuntimeError: x"
+    assert outcome.error.chain == (dispatch, cleanup, cleanup, cleanup, cleanup)
     assert h.states == [
         Up(),
         Down("dispatch_state failed in state Up: RuntimeError: x"),
@@ -509,10 +511,48 @@ class PingPongSup(SelfSupervised[PingPong, Bounce, None, Fumble]):
 
 
 @each_backend
+async def test_a_failure_chain_that_bounces_between_states_is_bounded() -> None:
+    # Every failure event moves the state (Ping <-> Pong) and every one's action fails:
+    # moving is no progress while the failure handling itself keeps failing.
+    journal = MemoryJournal()
+    sup = PingPongSup("pingpong", journal=journal)
+    handled: list[TransitionRecord] = []
+
+    def give_up_eventually(record: TransitionRecord) -> None:
+        # Were the chain unbounded, this would end the run (with a different error)
+        # rather than let the test spin forever.
+        handled.append(record)
+        if len(handled) > 10_000:
+            raise AssertionError("the failure chain was not bounded")
+
+    sup.add_transition_listener(give_up_eventually)
+    with pytest.raises(SupervisorError) as info:
+        await sup.run(Ping(), None)
+    error = info.value
+    assert not isinstance(error.__cause__, AssertionError), error.summary
+    assert len(error.chain) == sup.max_consecutive_failures + 1
+    assert error.chain[0] == "dispatch_state failed in state Ping: RuntimeError: serve"
+    assert set(error.chain[1:]) == {
+        "action Fumble() failed in state Pong: RuntimeError: fumble",
+        "action Fumble() failed in state Ping: RuntimeError: fumble",
+    }
+    assert error.summary == (
+        "supervisor 'pingpong' failed in state Ping on Bounce: 33 consecutive failure events "
+        "without progress; the last: action Fumble() failed in state Ping: RuntimeError: fumble"
+    )
+    assert isinstance(error.__cause__, RuntimeError) and error.root_cause is error.__cause__
+    outcome = sup.last_outcome
+    assert outcome is not None and outcome.exit is ExitKind.FAILED
+    assert outcome.dispatches == 1 and outcome.failures == 32
+    assert [e.exit for e in journal.events] == [ExitKind.FAILED]
+
+
+@each_backend
 async def test_endless_failure_cycle_yields_on_the_budget() -> None:
-    # Every failure moves the state, so the chain never overflows: the loop must still
-    # yield (and so stay cancellable) while it handles failure after failure.
+    # With a bound too high to reach here, the loop must still yield (and so stay
+    # cancellable) while it handles failure after failure.
     sup = PingPongSup("pingpong")
+    sup.max_consecutive_failures = 1_000_000
     records: list[TransitionRecord] = []
     sup.add_transition_listener(records.append)
     with anyio.CancelScope() as scope:
@@ -750,8 +790,9 @@ def test_missing_defaults_are_explained() -> None:
         sup.initial_state()
     with pytest.raises(TypeError, match="NoDefaults has no default context"):
         sup.initial_context()
-    with pytest.raises(TypeError, match="no default context"):
+    with pytest.raises(SupervisorError, match="no default context") as info:
         trio.run(sup.run, Down("given"))
+    assert isinstance(info.value.__cause__, TypeError)
 
 
 # -- 7. transition records ---------------------------------------------------------------
@@ -998,3 +1039,76 @@ async def test_timeout_action_error_becomes_failure_event(autojump_clock: MockCl
         "action Note(text='bad') failed in state LATE: RuntimeError: bad note"
     )
     assert outcome.failures == 1 and outcome.exit is ExitKind.TERMINATED
+
+
+# -- async handlers and timeouts as progress ----------------------------------------------
+
+
+@attrs.frozen
+class Tick:
+    pass
+
+
+async def _async_up(state: UpDown, event: Tick, ctx: None) -> Transition[UpDown, Cleanup]:
+    await anyio.lowlevel.checkpoint()
+    return goto(Up())
+
+
+class AsyncHandled(SelfSupervised[UpDown, Tick, None, Cleanup]):
+    def __init__(self) -> None:
+        super().__init__("async")
+        self.after: list[UpDown] = []
+
+    @classmethod
+    def fsm_spec(cls) -> FsmSpec[UpDown, Tick, None, Cleanup]:
+        b = FsmBuilder[UpDown, Tick, None, Cleanup](
+            states=UpDown, events=Tick, initial=Down, name="async"
+        )
+        b.when(Down).on(Tick, _async_up, to=[Up])
+        return b.build()
+
+    def initial_context(self) -> None:
+        return None
+
+    def event_for_action_error(self, msg: str) -> Tick:
+        raise AssertionError(msg)
+
+    async def dispatch_state(self, state: UpDown, ctx: None) -> EventLoopDirective[Tick]:
+        return Trigger(Tick()) if isinstance(state, Down) else TERMINATE
+
+    async def after_transition(self, state: UpDown, ctx: None) -> None:
+        self.after.append(state)
+
+
+@each_backend
+async def test_an_async_handler_is_awaited_by_the_loop() -> None:
+    sup = AsyncHandled()
+    outcome = await sup.run(Down("start"), None)
+    assert outcome.final_state == Up() and outcome.transitions == 1
+    assert sup.after == [Up()]
+
+
+async def test_a_timeout_fired_and_handled_is_progress(mock_clock: MockClock) -> None:
+    # TICKING's timeout stays every 2 s; in between, dispatch fails twice. Two failures
+    # are within the bound, three would not be: the timeout must reset the chain.
+    calls = 0
+    after: list[Stage] = []
+
+    async def failing(state: Stage) -> EventLoopDirective[StageEvent]:
+        nonlocal calls
+        calls += 1
+        if calls > 12:
+            return TERMINATE
+        mock_clock.jump(1.0)
+        raise RuntimeError("flaky")
+
+    class Watching(Staged):
+        async def after_transition(self, state: Stage, ctx: list[str]) -> None:
+            after.append(state)
+
+    sup = Watching(failing)
+    sup.max_consecutive_failures = 2
+    outcome = await sup.run(Stage.TICKING, [])
+    assert outcome.exit is ExitKind.TERMINATED
+    assert outcome.failures == 12
+    assert after.count(Stage.TICKING) == outcome.transitions == 12 + 6

@@ -310,7 +310,10 @@ class Model:
                     self.jam = action.times
                 if failed:
                     break
-            if (not failed and not failure) or self.state != before:
+            moved = self.state != before
+            # Progress: an ordinary event fully handled or moving the state; a failure
+            # event only when it moved the state and all its actions ran.
+            if (not failure and (not failed or moved)) or (failure and not failed and moved):
                 self.chain = 0
             if not failed:
                 return True
