@@ -53,6 +53,9 @@ class Supervisor(ABC, Generic[S, E, C, A]):
         #: Where the loop publishes the state after each handled event (set by
         #: ``start_supervisor`` and the external-event wrappers for their watcher).
         self._loop_watcher: StateWatcher[S] | None = None
+        #: Called once the run has started: its machine is built and its loop is about
+        #: to make its first dispatch (set by ``start_supervisor``'s ``on_started``).
+        self._on_started: Callable[[], None] | None = None
         self._exit: tuple[ExitKind, object, str | None] | None = None
         self._last_outcome: RunOutcome[S] | None = None
 

@@ -113,6 +113,7 @@ async def start_supervisor(
     capacity: int = 16,
     raise_on_failure: bool = True,
     listener: Callable[[TransitionRecord], None] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> SupervisorHandle[S, E]:
     """Start ``supervisor`` in ``spawner`` (a nursery or task group) and return its handle.
 
@@ -128,6 +129,8 @@ async def start_supervisor(
     ``SupervisorError``. Cancellation always propagates.
 
     ``listener`` receives this run's transition records; it is removed when the run ends.
+    ``on_started`` is called once the run has started — its machine built, its loop about
+    to make its first dispatch — and never for a run that could not start.
     Once the run has ended, ``supervisor.last_outcome`` is the handle's outcome.
     """
     # Resolved now, so that the handle's watcher has a state before the task starts; a
@@ -167,6 +170,7 @@ async def start_supervisor(
 
     async def body() -> None:
         runner._last_outcome = None
+        runner._on_started = on_started
         if runner is supervisor:
             supervisor._loop_watcher = watcher
         try:
@@ -180,6 +184,7 @@ async def start_supervisor(
         finally:
             if listener is not None:
                 supervisor.remove_transition_listener(listener)
+            runner._on_started = None
             if runner is supervisor:
                 supervisor._loop_watcher = None
             outcome = runner.last_outcome

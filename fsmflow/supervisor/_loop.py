@@ -345,6 +345,8 @@ async def _drive(
         deadline: float | None = None
         if publish is not None:
             publish(machine._state)
+        if sup._on_started is not None:
+            sup._on_started()
         while True:
             # machine._state, not the property: the loop is the machine's only driver.
             state = machine._state

@@ -261,7 +261,7 @@ class TreeBase(SelfSupervised[TreeState, TreeEvent, TreeContext, TreeAction]):
         it started propagates into ``spawner``; otherwise it is only reported through
         the handle's outcome.
         """
-        ack = StartAck(explicit=True)
+        ack = StartAck()
         self.acknowledge_start_to(ack)
 
         def on_end(escaped: BaseException | None) -> BaseException | None:

@@ -279,8 +279,9 @@ class TreeContext:
         try:
             supervisor = spec.factory()
             run.supervisor = supervisor
-            ack = StartAck(explicit=is_subtree(supervisor))
-            if ack.explicit:
+            ack = StartAck()
+            subtree = is_subtree(supervisor)
+            if subtree:
                 cast(Subtree, supervisor).acknowledge_start_to(ack)
             context = None if spec.context_factory is None else spec.context_factory()
             spawner = GuardedSpawner(group, ack, functools.partial(self._run_ended, child, run))
@@ -290,6 +291,7 @@ class TreeContext:
                 initial_state=spec.initial_state,
                 context=context,
                 raise_on_failure=False,
+                on_started=None if subtree else ack.started,
             )
         except Exception as exc:
             logger.warning("%s: child %r could not be started: %r", self.tree, spec.id, exc)

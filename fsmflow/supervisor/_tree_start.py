@@ -7,9 +7,9 @@ the other, each once the one before has reported that it started, so the order o
 What "started" means:
 
 * an ordinary supervisor has started once ``initial_state()``, ``initial_context()`` and
-  ``build_state_machine()`` returned and its loop reached its first await (it is then
-  dispatching in its initial state); its run failing before its first dispatch means it
-  could not start;
+  ``build_state_machine()`` returned and its loop is about to make its first dispatch
+  (``start_supervisor``'s ``on_started``); its run ending before that means it could not
+  start;
 * a tree has started once every child of its own spec started; its run ending before
   that (failed) means it could not start.
 
@@ -37,27 +37,22 @@ logger = logging.getLogger("fsmflow.supervisor")
 class StartAck:
     """The start acknowledgement of one run: waited for by whoever starts the run.
 
-    ``explicit`` runs (trees) call :meth:`started` themselves; any other run counts as
-    started once its task began and yielded to the scheduler (:meth:`entered` wakes the
-    waiter, which cannot resume before the run's task yields). :meth:`ended` wakes the
-    waiter too, so a run that ends before it started never leaves anyone waiting.
+    A tree calls :meth:`started` once every child of its spec started; any other run
+    calls it through ``start_supervisor``'s ``on_started``, just before its first
+    dispatch. :meth:`ended` wakes the waiter too, so a run that ends before it started
+    never leaves anyone waiting.
     """
 
-    __slots__ = ("explicit", "acknowledged", "_event")
+    __slots__ = ("acknowledged", "_event")
 
-    def __init__(self, *, explicit: bool) -> None:
-        self.explicit = explicit
-        #: True once an explicit run called :meth:`started`.
+    def __init__(self) -> None:
+        #: True once the run reported that it started.
         self.acknowledged = False
         self._event = anyio.Event()
 
     def started(self) -> None:
         self.acknowledged = True
         self._event.set()
-
-    def entered(self) -> None:
-        if not self.explicit:
-            self._event.set()
 
     def ended(self) -> None:
         self._event.set()
@@ -66,23 +61,19 @@ class StartAck:
         await self._event.wait()
 
     def failed_to_start(self, outcome: RunOutcome[object] | None) -> bool:
-        """Whether a run that ended with ``outcome`` (``None``: still going) never
-        started: it failed before acknowledging (explicit) or before its first
-        dispatch (any other run)."""
+        """Whether a run that ended with ``outcome`` (``None``: still going) failed before
+        it reported that it started."""
         if outcome is None or outcome.exit is not ExitKind.FAILED:
             return False
-        if self.explicit:
-            return not self.acknowledged
-        return outcome.dispatches == 0
+        return not self.acknowledged
 
 
 class GuardedSpawner:
     """The :class:`TaskSpawner` a tree hands to ``start_supervisor`` for one child run.
 
-    It starts the run's one task in ``group``, inside a guard that calls
-    ``ack.entered()`` first, catches any exception the run lets escape (passing it to
-    ``on_end``; cancellation still propagates), and finally calls ``ack.ended()`` and
-    ``on_end(error)`` — synchronously, so the end is reported even under cancellation.
+    It starts the run's one task in ``group``, inside a guard that catches any exception
+    the run lets escape (passing it to ``on_end``; cancellation still propagates), and
+    finally calls ``ack.ended()`` and ``on_end(error)`` — synchronously, so the end is reported even under cancellation.
     Whatever ``on_end`` returns (an error, or ``None``) is raised into ``group``.
     """
 
@@ -112,7 +103,6 @@ class GuardedSpawner:
     ) -> None:
         error: BaseException | None = None
         try:
-            self._ack.entered()
             await func(*args)
         except Exception as exc:
             error = exc
