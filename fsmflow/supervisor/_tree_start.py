@@ -74,7 +74,8 @@ class GuardedSpawner:
     It starts the run's one task in ``group``, inside a guard that catches any exception
     the run lets escape (passing it to ``on_end``; cancellation still propagates), and
     finally calls ``ack.ended()`` and ``on_end(error)`` — synchronously, so the end is
-    reported even under cancellation. Whatever ``on_end`` returns (an error, or ``None``) is raised into ``group``.
+    reported even under cancellation. Whatever ``on_end`` returns (an error, or ``None``)
+    is raised into ``group``.
     """
 
     __slots__ = ("_group", "_ack", "_on_end", "_used")
