@@ -94,11 +94,13 @@ def is_live(state: ReactorState) -> bool:
     return isinstance(state, Live)
 
 
-async def until(predicate: Callable[[], bool], step: float = 0.001) -> None:
+async def until(predicate: Callable[[], bool], step: float = 0.001, limit: float = 600) -> None:
     """Poll ``predicate`` on the loop's clock (instant under ``autojump_clock``): for
-    counters and queue lengths, which no event announces."""
-    while not predicate():  # noqa: ASYNC110 - nothing to wait on but the value itself
-        await trio.sleep(step)
+    counters and queue lengths, which no event announces. Fails once ``limit`` seconds
+    of that clock have passed, so a test whose condition never comes true ends."""
+    with trio.fail_after(limit):
+        while not predicate():  # noqa: ASYNC110 - nothing to wait on but the value itself
+            await trio.sleep(step)
 
 
 async def settle() -> None:
