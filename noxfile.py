@@ -38,6 +38,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def slow(session: nox.Session) -> None:
+    """The long kill and stress tests (marked slow): a few minutes."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
 def docs(session: nox.Session) -> None:
     """Regenerate the diagrams from the examples, then build the site with --strict."""
     session.install("-e", ".[docs]")
