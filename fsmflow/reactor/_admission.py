@@ -97,13 +97,21 @@ class PendingLimit:
     the places of boundaries it holds without their having been sent (restored from the
     store, replayed dead letters), so those count too. Once closed (the run is over),
     admitting raises :class:`ExternalChannelClosed`.
+
+    Once ``limit`` is reached, producers wait until ``batch`` places are free again, not
+    just one: they then send a batch that the reactor accepts in one store write, where
+    one place at a time would cost a write per boundary in the steady state of a full
+    queue.
     """
 
-    __slots__ = ("limit", "pending", "_room", "_closed")
+    __slots__ = ("limit", "low", "pending", "_full", "_room", "_closed")
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, batch: int = 1) -> None:
         self.limit = limit
+        #: Once full, admitting resumes at this many pending.
+        self.low = None if limit is None else max(limit - max(batch, 1), 0)
         self.pending = 0
+        self._full = False
         self._room: anyio.Event | None = None
         self._closed = False
 
@@ -113,7 +121,8 @@ class PendingLimit:
             raise ExternalChannelClosed("the reactor has stopped")
         if self.limit is None:
             return True
-        if self.pending >= self.limit:
+        if self._full or self.pending >= self.limit:
+            self._full = True
             return False
         self.pending += 1
         return True
@@ -136,9 +145,11 @@ class PendingLimit:
         if self.limit is None:
             return
         self.pending -= count
-        if self._room is not None and self.pending < self.limit:
-            self._room.set()
-            self._room = None
+        if self._full and self.low is not None and self.pending <= self.low:
+            self._full = False
+            if self._room is not None:
+                self._room.set()
+                self._room = None
 
     def close(self) -> None:
         """The run is over: waiting and later admissions raise."""
@@ -177,7 +188,11 @@ class BoundaryInlet:
     def send_nowait(self, event: BoundaryArrived) -> None:
         """Send ``event`` without waiting; raises ``anyio.WouldBlock`` when no place is
         free or the channel is full."""
-        if not self._limit.try_admit():
+        limit = self._limit
+        if limit.limit is None and not limit._closed:  # LATEST: nothing to count
+            self._sender.send_nowait(event)
+            return
+        if not limit.try_admit():
             raise anyio.WouldBlock
         try:
             self._sender.send_nowait(event)

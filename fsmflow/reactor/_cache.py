@@ -154,8 +154,9 @@ class DirtyFlags:
 
     def set(self, source: str) -> None:
         """Mark ``source`` dirty (adding a flag for a source not seeded)."""
-        self._set[source] = None
-        self._sources.add(source)
+        if source not in self._set:
+            self._set[source] = None
+            self._sources.add(source)
 
     def any_set(self) -> bool:
         return bool(self._set)

@@ -80,7 +80,9 @@ class ReactorContext:
         #: stay here until their append has committed.
         self.staged: deque[Staged] = deque()
         #: The bound on ``SEQUENTIAL`` boundaries sent and not yet settled.
-        self.limit = PendingLimit(None if self.latest else max_pending)
+        self.limit = PendingLimit(
+            None if self.latest else max_pending, batch=min(max_burst, max_pending // 2)
+        )
         #: Receipts of boundaries sent and not yet accepted.
         self.receipts: set[Receipt] = set()
         self.dead: dict[int, DeadLetter] = {}
@@ -277,8 +279,11 @@ class ReactorContext:
             return Firing(FiringKind.LATEST, self._snapshot(consumed), consumed=consumed)
         if self.queue.needs_page:
             assert self.store is not None
+            counted = len(self.queue)
             page = await self.store.read_queue(self.queue.last_seq, PAGE_SIZE)
             self.queue.load(page, PAGE_SIZE)
+            # Entries removed from the store by hand were counted but are gone.
+            self.limit.settle(counted - len(self.queue))
         item = self.queue.head()
         values = {**self.cache, item.source: item.value}
         complete = self.criteria is Criteria.WHEN_ANY or all(s in values for s in self.sources)
@@ -303,7 +308,8 @@ class ReactorContext:
         self.cache[source] = value
         self.dirty.set(source)
         self.unpersisted.add(source)
-        self._accepted(receipt)
+        if receipt is not None:
+            self._accepted(receipt)
 
     def take_sequential(self, source: str, value: object, receipt: Receipt | None) -> None:
         """Take a ``SEQUENTIAL`` boundary: without a store it joins the queue at once;

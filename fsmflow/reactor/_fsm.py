@@ -228,15 +228,14 @@ class StartAccumulators:
 
 @attrs.frozen
 class AcceptBoundary:
-    source: str
-    value: object
-    receipt: Receipt | None = attrs.field(default=None, eq=False, repr=False)
+    boundary: BoundaryArrived
 
     async def execute(self, ctx: ReactorContext) -> None:
+        boundary = self.boundary
         if ctx.latest:
-            ctx.accept_latest(self.source, self.value, self.receipt)
+            ctx.accept_latest(boundary.source, boundary.value, boundary.receipt)
         else:
-            ctx.take_sequential(self.source, self.value, self.receipt)
+            ctx.take_sequential(boundary.source, boundary.value, boundary.receipt)
 
 
 @attrs.frozen
@@ -384,7 +383,7 @@ def _start_failed(state: Starting, event: ReactorFailure, ctx: ReactorContext) -
 
 
 def _accept(state: ReactorState, event: BoundaryArrived, ctx: ReactorContext) -> _T:
-    return stay(AcceptBoundary(event.source, event.value, event.receipt))
+    return stay(AcceptBoundary(event))
 
 
 def _accept_staged(state: ReactorState, event: AcceptStaged, ctx: ReactorContext) -> _T:

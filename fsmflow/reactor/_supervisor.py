@@ -8,14 +8,20 @@ the external channel (``external_event_mode``):
 * ``Warming``, ``Paused``: take events (``BLOCK``): boundaries, health changes, commands.
 * ``Live``, ``Degraded``: ``BLOCK`` while nothing is due; once a firing is due, take the
   events that are ready first (``POLL``) so that ``LATEST`` boundaries coalesce, but no
-  more than ``max_burst`` of them, and none while the ``SEQUENTIAL`` queue is full
-  (``IGNORE``); then run the graph, in the loop. A graph that takes long therefore
-  stops the reactor from reading its channel, and the bounded channel makes the
-  accumulators wait: backpressure instead of growing memory.
+  more than ``max_burst`` of them (``IGNORE``); then run the graph, in the loop. A graph
+  that takes long therefore stops the reactor from reading its channel, and the bounded
+  channel makes the accumulators wait: backpressure instead of growing memory.
 * In all four, ``SEQUENTIAL`` boundaries taken from the channel (with a store) are staged
   while more are ready, then accepted together (``AcceptStaged``: one batch of appends)
-  before anything else: before a firing, and before the reactor blocks again.
+  before anything else: before a firing, and before the reactor blocks again. They stay
+  staged until that append commits. After a failure of the reactor's own (a store that
+  refuses a write), all four ``BLOCK`` until the backoff has passed: commands still come
+  in, nothing is written or fired.
 * ``Stopped``: end the run.
+
+``max_pending`` bounds the ``SEQUENTIAL`` boundaries sent and not yet settled in every
+state; it is applied where boundaries enter (``send_boundary``, the accumulators), so
+that the channel stays free for commands.
 
 :func:`start_reactor` (and ``Reactor.run``) serve one run: the reactor in a task group of
 its own, with its accumulators, and a :class:`ReactorHandle` to control it.
@@ -94,9 +100,12 @@ class Reactor(
       the dead letters, all restored on start. Without one nothing outlives the run.
       ``codec`` encodes the boundaries (the sources' types are registered with it).
     * A failed ``SEQUENTIAL`` firing is retried by ``retry``, then dead-lettered; a graph
-      error never stops the reactor.
+      error never stops the reactor. Nor does a store that refuses a write: what the
+      write held stays where it was and is written again after ``retry``'s delays
+      (capped at ``max_delay``), for as long as the store keeps refusing.
     * ``capacity`` bounds the reactor's channel (accumulators wait when it is full),
-      ``max_pending`` the ``SEQUENTIAL`` queue while firing, ``max_burst`` the boundaries
+      ``max_pending`` the ``SEQUENTIAL`` boundaries sent and not yet fired (producers
+      wait beyond it, in every state), ``max_burst`` the boundaries
       taken between two firings.
     * Accumulators that fail are restarted with ``restart_backoff``; more restarts than
       ``restart_intensity`` allows make the reactor fail.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import anyio
 import attrs
 import trio
 import trio.testing
@@ -98,9 +99,9 @@ async def until(predicate: Callable[[], bool], step: float = 0.001, limit: float
     """Poll ``predicate`` on the loop's clock (instant under ``autojump_clock``): for
     counters and queue lengths, which no event announces. Fails once ``limit`` seconds
     of that clock have passed, so a test whose condition never comes true ends."""
-    with trio.fail_after(limit):
+    with anyio.fail_after(limit):
         while not predicate():  # noqa: ASYNC110 - nothing to wait on but the value itself
-            await trio.sleep(step)
+            await anyio.sleep(step)
 
 
 async def settle() -> None:

@@ -125,6 +125,35 @@ class Zygote:
         return self.errors
 
 
+class LedgerTail:
+    """Follows the ledger as the lives append to it."""
+
+    def __init__(self, ledger: Path) -> None:
+        self.ledger = ledger
+        self.offset = 0
+        self.restored = 0
+
+    def read(self) -> None:
+        """Take in the lines appended since the last read."""
+        if not self.ledger.exists():
+            return
+        with self.ledger.open("rb") as lines:
+            lines.seek(self.offset)
+            new = lines.read()
+        complete = new[: new.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        self.restored += complete.count(b"restored ")
+
+    def wait_restored(self, lives: int, timeout: float) -> None:
+        """Wait until ``lives`` lives have written their ``restored`` line."""
+        deadline = time.monotonic() + timeout
+        self.read()
+        while self.restored < lives:
+            assert time.monotonic() < deadline, "a life never restored its reactor"
+            time.sleep(0.002)
+            self.read()
+
+
 def check_life(previous: Stored, life: Life, after: Stored, seed: int, index: int) -> None:
     """``life`` started from ``previous`` and was killed (or ended) leaving ``after``."""
     where = f"seed {seed}, life {index}"
@@ -160,13 +189,19 @@ def test_sigkill_at_random_moments_loses_nothing_accepted_and_repeats_only_uncom
     rng = random.Random(seed)
     db, ledger = tmp_path / "reactor.sqlite3", tmp_path / "ledger.txt"
     zygote = Zygote(db, ledger)
+    tail = LedgerTail(ledger)
     stored = [Stored(0, ())]
     try:
         for _ in range(KILLS):
+            tail.read()  # every earlier life is dead: its lines are complete
             pid = zygote.run(ENDLESS)
-            # A quarter of the kills in the first milliseconds: opening, restoring.
-            delay = rng.uniform(0, 0.03) if rng.random() < 0.25 else rng.uniform(0.02, 0.3)
-            time.sleep(delay)
+            if rng.random() < 0.25:
+                # While the life starts: opening the store, restoring the reactor.
+                time.sleep(rng.uniform(0, 0.05))
+            else:
+                # While it works: accepting, firing, committing.
+                tail.wait_restored(tail.restored + 1, timeout=60)
+                time.sleep(rng.uniform(0, 0.15))
             os.kill(pid, signal.SIGKILL)
             code = zygote.wait(pid)
             assert code == -signal.SIGKILL, f"seed {seed}: a life failed:\n{zygote.stderr()}"

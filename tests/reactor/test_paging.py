@@ -121,6 +121,7 @@ async def test_a_bad_entry_deep_in_the_queue_is_reported_and_retried_until_remov
         assert len(graph.snapshots) == PAGE_SIZE
         await store.remove(QUEUE, seq)
         await until(lambda: handle.get_state().pending == 0)
+        assert handle._ctx.limit.pending == 0, "the entry removed by hand is not counted"
         expected = [v for v in range(PAGE_SIZE + 3) if v != PAGE_SIZE + 1]
         assert graph.values(NUMBERS) == expected
         await stop(handle)

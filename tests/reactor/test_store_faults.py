@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import trio
 from trio.testing import MockClock
@@ -37,6 +38,7 @@ from fsmflow.reactor import (
 )
 from fsmflow.store import BackendError, BatchOp, Durability, MemoryStore, SqliteStore, Store
 from fsmflow.supervisor import ExternalChannelClosed
+from fsmflow.testing import each_backend
 
 from ._support import NUMBERS, PRICES, Price, Recorder, is_live, stop, until
 
@@ -57,7 +59,7 @@ class RefusingStore(MemoryStore):
     async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
         if self.refusing:
             self.refused += 1
-            await trio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
             raise BackendError("write_batch", "database or disk is full")
         return await super().write_batch(ops)
 
@@ -369,4 +371,35 @@ async def test_without_a_store_a_boundary_is_accepted_once_taken(strategy: Input
         handle.send_boundary_nowait(NUMBERS, 6, receipt=receipt)
         await receipt.wait()
         await until(lambda: graph.values(NUMBERS)[-1:] == [6])
+        await stop(handle)
+
+
+@each_backend
+async def test_a_refusing_store_loses_nothing_on_either_backend() -> None:
+    store = RefusingStore()
+    fired: list[int] = []
+
+    async def note(cache: InputCache) -> Completed[None]:
+        fired.append(cache[NUMBERS])
+        return Completed(None)
+
+    retry = RetryPolicy(initial_delay=0.001, max_delay=0.01)
+    reactor = numbers_reactor(note, store, retry=retry, max_pending=4, max_burst=2)
+    async with anyio.create_task_group() as task_group:
+        handle = await start_reactor(task_group, reactor)
+        await handle.wait_for(is_live)
+        store.refusing = True
+        receipts = [Receipt() for _ in range(4)]
+        for value, receipt in enumerate(receipts):
+            await handle.send_boundary(NUMBERS, value, receipt=receipt)
+        with anyio.move_on_after(0.2):
+            await handle.send_boundary(NUMBERS, 4)
+            raise AssertionError("a fifth boundary got past max_pending")
+        assert store.refused > 1 and not any(r.accepted for r in receipts)
+        store.refusing = False
+        with anyio.fail_after(10):
+            await receipts[-1].wait()
+            await handle.deliver(NUMBERS, 4)
+            await until(lambda: len(fired) == 5)
+        assert fired == [0, 1, 2, 3, 4]
         await stop(handle)
