@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import trio
@@ -135,11 +136,11 @@ class BrokenStore(MemoryStore):
         self.broken = False
         self.refusals: list[float] = []
 
-    async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
+    async def write_batch(self, ops: Sequence[BatchOp], **options: Any) -> list[int | bool | None]:
         if self.broken:
             self.refusals.append(trio.current_time())
             raise StoreError("disk full")
-        return await super().write_batch(ops)
+        return await super().write_batch(ops, **options)
 
 
 async def test_store_failures_are_retried_with_backoff(autojump_clock: MockClock) -> None:

@@ -10,6 +10,7 @@ and the pending bound holds while the reactor is ``Paused`` or ``Warming`` too.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -56,12 +57,12 @@ class RefusingStore(MemoryStore):
         self.refusing = False
         self.refused = 0
 
-    async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
+    async def write_batch(self, ops: Sequence[BatchOp], **options: Any) -> list[int | bool | None]:
         if self.refusing:
             self.refused += 1
             await anyio.lowlevel.checkpoint()
             raise BackendError("write_batch", "database or disk is full")
-        return await super().write_batch(ops)
+        return await super().write_batch(ops, **options)
 
 
 def numbers_reactor(graph: Any, store: Store | None, **options: Any) -> Reactor[Any]:
@@ -130,13 +131,21 @@ async def test_a_store_that_refuses_commits_repeats_the_firing_and_keeps_the_que
         await stop(handle)
 
 
+def _write_connection(store: SqliteStore) -> sqlite3.Connection:
+    """The connection ``store`` writes with. Private to the store: this test reaches in
+    because a page cap is a setting of the connection, not of the file."""
+    for name in ("_writer", "_db"):
+        connection = getattr(store, name, None)
+        if isinstance(connection, sqlite3.Connection):
+            return connection
+    raise AssertionError("SqliteStore's write connection moved: update this test")
+
+
 def _limit_pages(store: SqliteStore, pages: int | None) -> None:
-    """Cap the pages SQLite may use for ``store``'s file (``None``: no cap), on the
-    store's own connection: the cap is a setting of the connection, not of the file."""
-    connection: sqlite3.Connection = store._db
+    """Cap the pages SQLite may use for ``store``'s file (``None``: no cap)."""
     if pages is None:
         pages = 1 << 30
-    connection.execute(f"PRAGMA max_page_count={pages}")
+    _write_connection(store).execute(f"PRAGMA max_page_count={pages}")
 
 
 async def test_sqlite_full_keeps_what_it_could_not_write_and_fires_it_later(
@@ -150,7 +159,7 @@ async def test_sqlite_full_keeps_what_it_could_not_write_and_fires_it_later(
             handle = await start_reactor(nursery, reactor)
             await handle.wait_for(is_live)
             await handle.pause()  # the queue only grows: the file fills up
-            (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+            (pages,) = _write_connection(store).execute("PRAGMA page_count").fetchone()
             _limit_pages(store, pages)
             sent: list[int] = []
             nursery.start_soon(feed, handle, range(1, 2001), sent)
@@ -218,11 +227,13 @@ async def test_ten_thousand_store_failures_in_a_row_leave_the_reactor_running(
             self.refused = 0
             self.armed = False
 
-        async def write_batch(self, ops: Sequence[BatchOp]) -> list[int | bool | None]:
+        async def write_batch(
+            self, ops: Sequence[BatchOp], **options: Any
+        ) -> list[int | bool | None]:
             if self.armed and self.refused < failures:
                 self.refused += 1
                 raise BackendError("write_batch", "database or disk is full")
-            return await super().write_batch(ops)
+            return await super().write_batch(ops, **options)
 
     store = FailingForAWhile()
     graph = Recorder()
@@ -403,3 +414,35 @@ async def test_a_refusing_store_loses_nothing_on_either_backend() -> None:
             await until(lambda: len(fired) == 5)
         assert fired == [0, 1, 2, 3, 4]
         await stop(handle)
+
+
+async def test_a_shutdown_ends_accumulators_waiting_at_max_pending(
+    autojump_clock: MockClock,
+) -> None:
+    numbers = PushAccumulator(NUMBERS, PassThrough[int](), capacity=2)
+    reactor = Reactor(
+        "held",
+        Recorder(),
+        accumulators=[numbers],
+        strategy=SEQUENTIAL,
+        store=MemoryStore(),
+        max_pending=3,
+    )
+    pushed: list[int] = []
+
+    async def push_forever() -> None:
+        with contextlib.suppress(ExternalChannelClosed):
+            for value in range(100):
+                await numbers.push(value)
+                pushed.append(value)
+
+    async with trio.open_nursery() as nursery:
+        handle = await start_reactor(nursery, reactor)
+        await handle.wait_for(is_live)
+        await handle.pause()
+        nursery.start_soon(push_forever)
+        await trio.sleep(5)
+        assert handle.get_state().pending == 3 and len(pushed) <= 3 + 2 + 1
+        with trio.fail_after(10):
+            outcome = await handle.shutdown()
+        assert outcome.exit.value == "terminated"
