@@ -36,6 +36,7 @@ from ._accumulators import (
     SourceDisconnected,
     StreamAccumulator,
 )
+from ._admission import NotAccepted, Receipt
 from ._cache import DirtyFlags, InputCache
 from ._context import ReactorContext
 from ._fsm import (
@@ -65,8 +66,8 @@ from ._fsm import (
     Warming,
     reactor_spec,
 )
-from ._handle import ReactorHandle, ReactorSnapshot, TaskStarter, start_reactor
-from ._supervisor import Reactor
+from ._handle import ReactorHandle, ReactorSnapshot
+from ._supervisor import Reactor, TaskStarter, start_reactor
 from ._types import (
     Completed,
     Criteria,
@@ -108,6 +109,7 @@ __all__ = [
     "InputCache",
     "InputStrategy",
     "Live",
+    "NotAccepted",
     "PassThrough",
     "Pause",
     "Paused",
@@ -123,6 +125,7 @@ __all__ = [
     "ReactorSnapshot",
     "ReactorState",
     "Ready",
+    "Receipt",
     "ReplayDeadLetters",
     "Resume",
     "RetryDue",

@@ -57,6 +57,7 @@ from ._accumulator_fsm import (
     SourceEnded,
     accumulator_spec,
 )
+from ._admission import BoundaryInlet, PendingLimit
 from ._fsm import BoundaryArrived, HealthChanged, ReactorEvent
 from ._types import Source
 
@@ -110,6 +111,7 @@ class Accumulator(Generic[R, B]):
         self.capacity = capacity
         self.health: StateWatcher[AccumulatorHealth] = StateWatcher(STOPPED)
         self._reactor: EventSender[ReactorEvent] | None = None
+        self._inlet: BoundaryInlet | None = None
         self._inputs: EventSender[AccumulatorEvent] | None = None
         self._receive: MemoryObjectReceiveStream[AccumulatorEvent] | None = None
 
@@ -122,14 +124,15 @@ class Accumulator(Generic[R, B]):
 
     # -- lifetime, driven by the reactor ------------------------------------------------
 
-    def attach(self, reactor: EventSender[ReactorEvent]) -> None:
-        """Start feeding ``reactor`` (taking ownership of that sender): a fresh input
-        channel and health watcher."""
+    def attach(self, reactor: EventSender[ReactorEvent], limit: PendingLimit) -> None:
+        """Start feeding ``reactor`` (taking ownership of that sender) under its pending
+        ``limit``: a fresh input channel and health watcher."""
         if self._reactor is not None:
             reactor.close()
             raise RuntimeError(f"accumulator {self.name!r} already feeds a running reactor")
         send, receive = anyio.create_memory_object_stream[AccumulatorEvent](self.capacity)
         self._reactor = reactor
+        self._inlet = BoundaryInlet(reactor, limit)
         self._inputs = EventSender(send)
         self._receive = receive
         self.health = StateWatcher(STARTING)
@@ -139,7 +142,7 @@ class Accumulator(Generic[R, B]):
         for closable in (self._reactor, self._inputs, self._receive):
             if closable is not None:
                 closable.close()
-        self._reactor = self._inputs = self._receive = None
+        self._reactor = self._inputs = self._receive = self._inlet = None
         self.health.publish(STOPPED)
         self.health.close()
 
@@ -190,13 +193,14 @@ class Accumulator(Generic[R, B]):
         raise AssertionError(f"{type(self).__name__} takes its events from its channel")
 
     async def emit(self, boundary: object) -> None:
-        """Send a boundary to the reactor, waiting only while its channel is full."""
-        assert self._reactor is not None
+        """Send a boundary to the reactor, waiting only while its channel is full or
+        (``SEQUENTIAL``) ``max_pending`` boundaries are pending."""
+        assert self._inlet is not None
         event = BoundaryArrived(self.name, boundary)
         try:
-            self._reactor.send_nowait(event)
+            self._inlet.send_nowait(event)
         except anyio.WouldBlock:
-            await self._reactor.send(event)
+            await self._inlet.send(event)
 
     async def flush(self) -> None:
         """Send what a batch buffered (nothing to do for other kinds)."""
@@ -329,8 +333,8 @@ class BatchAccumulator(PushAccumulator[R, B]):
         """Boundaries waiting for the next batch."""
         return len(self._buffer)
 
-    def attach(self, reactor: EventSender[ReactorEvent]) -> None:
-        super().attach(reactor)
+    def attach(self, reactor: EventSender[ReactorEvent], limit: PendingLimit) -> None:
+        super().attach(reactor, limit)
         self._credit = True
 
     def release(self) -> None:

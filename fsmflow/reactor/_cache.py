@@ -141,40 +141,38 @@ class DirtyFlags:
 
     Seeded with every expected source (all clear), so :meth:`all_set` stays false until
     each of them has delivered, not merely the ones seen so far. With no source at all,
-    :meth:`all_set` is false.
+    :meth:`all_set` is false. Every operation costs the same however many sources there
+    are (:attr:`dirty`: as many as are set).
     """
 
-    __slots__ = ("_flags", "_count")
+    __slots__ = ("_sources", "_set")
 
     def __init__(self, sources: Iterable[str] = ()) -> None:
-        self._flags = dict.fromkeys(sources, False)
-        self._count = 0
+        self._sources = set(sources)
+        #: The sources whose flag is set (a dict as an ordered set).
+        self._set: dict[str, None] = {}
 
     def set(self, source: str) -> None:
         """Mark ``source`` dirty (adding a flag for a source not seeded)."""
-        if not self._flags.get(source, False):
-            self._flags[source] = True
-            self._count += 1
+        if source not in self._set:
+            self._set[source] = None
+            self._sources.add(source)
 
     def any_set(self) -> bool:
-        return self._count > 0
+        return bool(self._set)
 
     def all_set(self) -> bool:
-        return 0 < len(self._flags) == self._count
+        return 0 < len(self._sources) == len(self._set)
 
     def clear(self, sources: Iterable[str]) -> None:
         """Clear the flags of ``sources``."""
         for source in sources:
-            if self._flags.get(source, False):
-                self._flags[source] = False
-                self._count -= 1
+            self._set.pop(source, None)
 
     def clear_all(self) -> None:
-        self.clear(list(self._flags))
+        self._set.clear()
 
     @property
     def dirty(self) -> frozenset[str]:
         """The sources whose flag is set."""
-        if not self._count:
-            return frozenset()
-        return frozenset(s for s, flag in self._flags.items() if flag)
+        return frozenset(self._set) if self._set else frozenset()

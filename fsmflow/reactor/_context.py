@@ -2,16 +2,18 @@
 
 Only the reactor's loop touches it: its dispatch reads it to decide what to fire, and
 the FSM's actions change it. Every durable change goes through the store before the
-in-memory state follows, so a failed write leaves memory and store agreeing and the
-firing is simply done again.
+in-memory state follows, so a failed write leaves memory and store agreeing: boundaries
+staged for an append stay staged, a firing whose commit failed is simply done again,
+and both wait for the backoff the failure scheduled.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
 import anyio.abc
@@ -26,14 +28,19 @@ from ..supervisor import (
     SupervisorHandle,
     start_supervisor,
 )
-from ._accumulator_fsm import STARTING, AccumulatorHealth
 from ._accumulators import Accumulator, BatchAccumulator, accumulator_tree, forward_health
+from ._admission import BoundaryInlet, PendingLimit, Receipt
 from ._cache import DirtyFlags, InputCache
 from ._fsm import Firing, FiringKind, ReactorEvent, RetryDue
+from ._health import HealthTally
 from ._persistence import DELETED, Queued, ReactorStore, Restored
+from ._queue import PAGE_SIZE, PendingQueue
 from ._types import Criteria, DeadLetter, InputStrategy, RetryPolicy, Source
 
 logger = logging.getLogger("fsmflow.reactor")
+
+#: A ``SEQUENTIAL`` boundary taken from the channel and not yet accepted.
+Staged: TypeAlias = tuple[str, object, Receipt | None]
 
 
 class ReactorContext:
@@ -68,16 +75,24 @@ class ReactorContext:
         #: The newest boundary of each source (``SEQUENTIAL``: of each committed one).
         self.cache: dict[str, object] = {}
         self.dirty = DirtyFlags(sources)
-        self.queue: deque[Queued] = deque()
-        #: ``SEQUENTIAL`` boundaries taken from the channel, to be accepted together.
-        self.staged: list[tuple[str, object]] = []
-        self.dead: dict[int, DeadLetter] = {}
-        self.healths: dict[str, AccumulatorHealth] = dict.fromkeys(
-            (a.name for a in accumulators), STARTING
+        self.queue = PendingQueue()
+        #: ``SEQUENTIAL`` boundaries taken from the channel, to be accepted together; they
+        #: stay here until their append has committed.
+        self.staged: deque[Staged] = deque()
+        #: The bound on ``SEQUENTIAL`` boundaries sent and not yet settled.
+        self.limit = PendingLimit(
+            None if self.latest else max_pending, batch=min(max_burst, max_pending // 2)
         )
+        #: Receipts of boundaries sent and not yet accepted.
+        self.receipts: set[Receipt] = set()
+        self.dead: dict[int, DeadLetter] = {}
+        self.health = HealthTally(a.name for a in accumulators)
         self.force_requests = 0
         self.retry_token = 0
+        #: Firings wait for a backoff (a failed firing, or a failure of the reactor's own).
         self.retry_waiting = False
+        #: Store writes wait for a backoff too (the store failed).
+        self.writes_held = False
         self.consecutive_failures = 0
         self.head_attempts = 0
         #: Boundaries accepted since the last firing began.
@@ -97,6 +112,7 @@ class ReactorContext:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._sender: EventSender[ReactorEvent] | None = None
         self._attached: list[Accumulator[Any, Any]] = []
+        self._batches = {a.name: a for a in accumulators if isinstance(a, BatchAccumulator)}
         self._tree: SupervisionTree | None = None
         self._tree_handle: SupervisorHandle[Any, Any] | None = None
 
@@ -109,33 +125,51 @@ class ReactorContext:
         self._sender = sender
 
     def close(self) -> None:
-        """The run is over: detach the accumulators and close the sender."""
+        """The run is over: detach the accumulators, close the sender, and refuse the
+        receipts of boundaries that were never accepted."""
         self.closed = True
+        self.limit.close()
         for accumulator in self._attached:
             accumulator.detach()
         self._attached.clear()
         if self._sender is not None:
             self._sender.close()
+        if self.staged:
+            logger.error(
+                "%s: stopped with %d boundary(ies) taken but never accepted (the store "
+                "refused them: %s); their receipts are refused",
+                self.name,
+                len(self.staged),
+                self.last_error,
+            )
+        reason = f"reactor {self.name!r} stopped before it accepted the boundary"
+        if self.staged and self.last_error is not None:
+            reason += f" (last error: {self.last_error})"
+        for receipt in self.receipts:
+            receipt.refuse(reason)
+        self.receipts.clear()
 
     def _spawner(self) -> tuple[anyio.abc.TaskGroup, EventSender[ReactorEvent]]:
         assert self._task_group is not None and self._sender is not None, "bind() first"
         return self._task_group, self._sender
 
     async def restore(self) -> Restored:
-        return Restored() if self.store is None else await self.store.restore()
+        """What the store holds (the queue's first page only)."""
+        return Restored() if self.store is None else await self.store.restore(PAGE_SIZE)
 
     def apply_restored(self, restored: Restored) -> None:
         self.cache.update(restored.cache)
         for source in restored.dirty:
             self.dirty.set(source)
         self.persisted_dirty = restored.dirty
-        self.queue.extend(restored.queue)
+        self.queue.restore(restored.queue, restored.queue_length)
+        self.limit.add(restored.queue_length)
         self.dead.update((letter.id, letter) for letter in restored.dead)
         logger.info(
             "%s: restored %d cached source(s), %d queued boundary(ies), %d dead letter(s)",
             self.name,
             len(restored.cache),
-            len(restored.queue),
+            restored.queue_length,
             len(restored.dead),
         )
 
@@ -143,8 +177,32 @@ class ReactorContext:
         """Make every accumulator feed this reactor (raises if one already feeds another)."""
         _, sender = self._spawner()
         for accumulator in self.accumulators:
-            accumulator.attach(sender.clone())
+            accumulator.attach(sender.clone(), self.limit)
             self._attached.append(accumulator)
+
+    def inlet(self, sender: Any) -> BoundaryInlet:
+        """Sends boundaries through ``sender`` (the reactor's channel) under the pending
+        bound."""
+        return BoundaryInlet(sender, self.limit)
+
+    def register(self, receipt: Receipt) -> None:
+        """A boundary is about to be sent with ``receipt``: resolve it when accepted, or
+        refuse it when the run ends first."""
+        receipt.use()
+        if self.closed:
+            receipt.refuse(f"reactor {self.name!r} has stopped")
+        else:
+            self.receipts.add(receipt)
+
+    def unregister(self, receipt: Receipt, reason: str) -> None:
+        """``receipt``'s boundary was not sent after all."""
+        self.receipts.discard(receipt)
+        receipt.refuse(reason)
+
+    def _accepted(self, receipt: Receipt | None) -> None:
+        if receipt is not None:
+            receipt.accept()
+            self.receipts.discard(receipt)
 
     async def start_accumulators(self) -> None:
         """Run the attached accumulators under a supervision tree and forward their
@@ -187,13 +245,17 @@ class ReactorContext:
     def mode(self, fires: bool) -> ExternalEventMode:
         """How an accepting state (one that ``fires`` or not) treats the channel.
 
-        ``BLOCK`` while there is nothing to do. Once there is (boundaries taken but not yet
-        accepted, or a firing due in a state that fires), ``POLL``: take what is ready
-        first, so ``LATEST`` boundaries coalesce and ``SEQUENTIAL`` ones are accepted
-        together; but ``IGNORE`` (do the work now) after ``max_burst`` boundaries, or with
-        a full ``SEQUENTIAL`` queue. That bound keeps memory flat and makes a slow graph
-        slow its producers down.
+        ``BLOCK`` while there is nothing to do, and while a failure of the store holds
+        writes back (the timer's ``RetryDue`` ends that wait; commands still come in).
+        Once there is work (boundaries taken but not yet accepted, or a firing due in a
+        state that fires), ``POLL``: take what is ready first, so ``LATEST`` boundaries
+        coalesce and ``SEQUENTIAL`` ones are accepted together; but ``IGNORE`` (do the
+        work now) after ``max_burst`` boundaries. The ``SEQUENTIAL`` queue needs no rule
+        here: ``max_pending`` holds producers back before their boundaries reach the
+        channel, in every state.
         """
+        if self.writes_held:
+            return ExternalEventMode.BLOCK
         staged = len(self.staged)
         if staged >= self.max_burst:
             return ExternalEventMode.IGNORE
@@ -201,20 +263,28 @@ class ReactorContext:
             return ExternalEventMode.POLL if staged else ExternalEventMode.BLOCK
         if not (staged or self.work_due()):
             return ExternalEventMode.BLOCK
-        if self.burst >= self.max_burst or len(self.queue) + staged >= self.max_pending:
+        if self.burst >= self.max_burst:
             return ExternalEventMode.IGNORE
         return ExternalEventMode.POLL
 
-    def next_firing(self) -> Firing:
+    async def next_firing(self) -> Firing:
         """The firing due now (call it only when :meth:`work_due`): a manual one first,
-        then by strategy."""
+        then by strategy. The queue's next page is read from the store if its window
+        ran dry."""
         if self.force_requests:
             consumed = self.dirty.dirty if self.latest else frozenset()
             return Firing(FiringKind.MANUAL, self._snapshot(consumed), consumed=consumed)
         if self.latest:
             consumed = self.dirty.dirty
             return Firing(FiringKind.LATEST, self._snapshot(consumed), consumed=consumed)
-        item = self.queue[0]
+        if self.queue.needs_page:
+            assert self.store is not None
+            counted = len(self.queue)
+            page = await self.store.read_queue(self.queue.last_seq, PAGE_SIZE)
+            self.queue.load(page, PAGE_SIZE)
+            # Entries removed from the store by hand were counted but are gone.
+            self.limit.settle(counted - len(self.queue))
+        item = self.queue.head()
         values = {**self.cache, item.source: item.value}
         complete = self.criteria is Criteria.WHEN_ANY or all(s in values for s in self.sources)
         updated = frozenset((item.source,))
@@ -232,33 +302,39 @@ class ReactorContext:
 
     # -- boundaries -------------------------------------------------------------------
 
-    def accept_latest(self, source: str, value: object) -> None:
+    def accept_latest(self, source: str, value: object, receipt: Receipt | None) -> None:
         """Take a ``LATEST`` boundary: overwrite the source's slot and mark it dirty."""
         self.burst += 1
         self.cache[source] = value
         self.dirty.set(source)
         self.unpersisted.add(source)
+        if receipt is not None:
+            self._accepted(receipt)
 
-    def take_sequential(self, source: str, value: object) -> None:
+    def take_sequential(self, source: str, value: object, receipt: Receipt | None) -> None:
         """Take a ``SEQUENTIAL`` boundary: without a store it joins the queue at once;
         with one it is staged, and the boundaries staged together are accepted (appended
         to the persisted queue) in one batch before anything else happens."""
         self.burst += 1
         if self.store is None:
-            self.queue.append(Queued(self._local_id(), source, value))
+            self.queue.extend((Queued(self._local_id(), source, value),))
+            self._accepted(receipt)
         else:
-            self.staged.append((source, value))
+            self.staged.append((source, value, receipt))
 
     async def accept_staged(self) -> None:
-        """Accept the staged boundaries: one batch of appends, then they join the queue.
-        If the write fails they were never accepted, and are dropped (and logged)."""
+        """Accept the oldest staged boundaries, at most ``max_burst``: one batch of
+        appends, after which they join the queue and their receipts are resolved. If the
+        write fails they stay staged, in order, for the next attempt."""
         assert self.store is not None
-        staged, self.staged = self.staged, []
-        try:
-            self.queue.extend(await self.store.accept(staged))
-        except Exception:
-            logger.error("%s: %d boundary(ies) could not be accepted", self.name, len(staged))
-            raise
+        batch = list(itertools.islice(self.staged, self.max_burst))
+        queued = await self.store.accept([(source, value) for source, value, _ in batch])
+        for _ in batch:
+            self.staged.popleft()
+        self.queue.extend(queued)
+        self.consecutive_failures = 0
+        for _, _, receipt in batch:
+            self._accepted(receipt)
 
     def _local_id(self) -> int:
         self._next_local_id += 1
@@ -302,13 +378,18 @@ class ReactorContext:
         self.unpersisted.clear()
         if item is not None:
             self.cache[item.source] = item.value
-            self.queue.popleft()
-            self.head_attempts = 0
+            self._pop_head()
         self._settle(firing)
         if firing.runs_graph:
             self.firings += 1
             self.last_outputs = outputs
         self.consecutive_failures = 0
+
+    def _pop_head(self) -> None:
+        """The queue's head was settled: it leaves the queue and frees its place."""
+        self.queue.pop()
+        self.limit.settle()
+        self.head_attempts = 0
 
     def _settle(self, firing: Firing) -> None:
         """What every settled firing (committed, failed for good, dead-lettered) does: use
@@ -316,9 +397,10 @@ class ReactorContext:
         self.dirty.clear(firing.consumed)
         if firing.kind is FiringKind.MANUAL:
             self.force_requests -= 1
-        for accumulator in self.accumulators:
-            if accumulator.name in firing.consumed and isinstance(accumulator, BatchAccumulator):
-                accumulator.release()
+        for source in firing.consumed:
+            batch = self._batches.get(source)
+            if batch is not None:
+                batch.release()
 
     def record_graph_failure(self, firing: Firing, error: str) -> None:
         self.failed_firings += 1
@@ -344,9 +426,9 @@ class ReactorContext:
         else:
             letter = DeadLetter(self._local_id(), item.source, item.value, error, firing.attempt)
         self.dead[letter.id] = letter
-        self.queue.popleft()
-        self.head_attempts = 0
+        self._pop_head()
         self._settle(firing)
+        self.consecutive_failures = 0
         logger.error(
             "%s: boundary from %r moved to the dead letters (#%d) after %d attempt(s): %s",
             self.name,
@@ -362,8 +444,7 @@ class ReactorContext:
         letters = [d for d in self.dead.values() if ids is None or d.id in ids]
         if not letters:
             return
-        if self.staged:
-            await self.accept_staged()
+        await self._accept_all_staged()
         if self.store is not None:
             queued = await self.store.replay(letters)
         else:
@@ -371,14 +452,18 @@ class ReactorContext:
         for letter in letters:
             del self.dead[letter.id]
         self.queue.extend(queued)
+        self.limit.add(len(queued))
+
+    async def _accept_all_staged(self) -> None:
+        while self.staged:
+            await self.accept_staged()
 
     async def persist_cache(self) -> None:
         """Write the cache keys and dirty flags no firing has written yet, and accept the
         boundaries still staged (they fire after a restart)."""
         if self.store is None:
             return
-        if self.staged:
-            await self.accept_staged()
+        await self._accept_all_staged()
         dirty = self._dirty_write(self.dirty.dirty)
         await self.store.commit(cache=self._cache_writes(), dirty=dirty)
         self.unpersisted.clear()
@@ -387,17 +472,20 @@ class ReactorContext:
 
     # -- waiting ------------------------------------------------------------------------
 
-    def schedule_retry(self, delay: float) -> None:
-        """Hold automatic firings back until a :class:`RetryDue` arrives ``delay`` seconds
-        from now; a newer schedule supersedes an older one."""
+    def schedule_retry(self, delay: float, *, writes: bool) -> None:
+        """Hold automatic firings (and, with ``writes``, store writes) back until a
+        :class:`RetryDue` arrives ``delay`` seconds from now; a newer schedule supersedes
+        an older one, and what it holds back adds to what the older one held."""
         task_group, sender = self._spawner()
         self.retry_token += 1
         self.retry_waiting = True
+        self.writes_held = self.writes_held or writes
         task_group.start_soon(_send_later, delay, sender.clone(), RetryDue(self.retry_token))
 
     def clear_retry(self, token: int) -> None:
         if token == self.retry_token:
             self.retry_waiting = False
+            self.writes_held = False
 
     def record_failure(self, message: str) -> None:
         self.consecutive_failures += 1

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, TypeAlias
 import attrs
 
 from ..fsm import FsmBuilder, FsmSpec, Transition, goto, stay
-from ._accumulator_fsm import DISCONNECTED, STARTING, STOPPED, AccumulatorHealth
+from ._accumulator_fsm import AccumulatorHealth
 from ._cache import InputCache
 from ._persistence import Queued, Restored
 
 if TYPE_CHECKING:
+    from ._admission import Receipt
     from ._context import ReactorContext
 
 # -- states -----------------------------------------------------------------------------
@@ -35,10 +36,16 @@ class Starting:
 
 @attrs.frozen
 class Warming:
-    """Accepting boundaries, not firing: some accumulators are not healthy yet."""
+    """Accepting boundaries, not firing: some accumulators are not healthy yet.
 
-    healthy: tuple[str, ...]
-    waiting: tuple[str, ...]
+    Counts, so that each health change costs the same however many sources there are;
+    ``ReactorSnapshot.accumulators`` names each accumulator's health.
+    """
+
+    #: Accumulators that are healthy.
+    healthy: int
+    #: Accumulators that are neither healthy nor stopped: the reactor waits for them.
+    waiting: int
 
 
 @attrs.frozen
@@ -51,6 +58,7 @@ class Degraded:
     """Some accumulators are disconnected (or restarting): still firing, on stale data
     for those sources."""
 
+    #: The sources that are down, in the order they went down.
     disconnected: tuple[str, ...]
 
 
@@ -113,6 +121,8 @@ class StoreRestored:
 class BoundaryArrived:
     source: str
     value: object
+    #: Told when the reactor has accepted the boundary (see :class:`Receipt`).
+    receipt: Receipt | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -218,14 +228,14 @@ class StartAccumulators:
 
 @attrs.frozen
 class AcceptBoundary:
-    source: str
-    value: object
+    boundary: BoundaryArrived
 
     async def execute(self, ctx: ReactorContext) -> None:
+        boundary = self.boundary
         if ctx.latest:
-            ctx.accept_latest(self.source, self.value)
+            ctx.accept_latest(boundary.source, boundary.value, boundary.receipt)
         else:
-            ctx.take_sequential(self.source, self.value)
+            ctx.take_sequential(boundary.source, boundary.value, boundary.receipt)
 
 
 @attrs.frozen
@@ -240,7 +250,7 @@ class RecordHealth:
     health: AccumulatorHealth
 
     async def execute(self, ctx: ReactorContext) -> None:
-        ctx.healths[self.source] = self.health
+        ctx.health.record(self.source, self.health)
 
 
 @attrs.frozen
@@ -285,12 +295,14 @@ class RecordGraphFailure:
 
 @attrs.frozen
 class ScheduleRetry:
-    """Hold automatic firings back for ``delay`` seconds."""
+    """Hold automatic firings back for ``delay`` seconds; with ``writes``, every store
+    write too (the store itself failed)."""
 
     delay: float
+    writes: bool = False
 
     async def execute(self, ctx: ReactorContext) -> None:
-        ctx.schedule_retry(self.delay)
+        ctx.schedule_retry(self.delay, writes=self.writes)
 
 
 @attrs.frozen
@@ -352,27 +364,6 @@ ReactorAction: TypeAlias = (
 )
 _T: TypeAlias = Transition[ReactorState, ReactorAction]
 
-# -- health -----------------------------------------------------------------------------
-
-
-def derive_health(
-    healths: Mapping[str, AccumulatorHealth], warming: bool
-) -> Warming | Live | Degraded:
-    """The reactor's health from its accumulators'.
-
-    While ``warming``, every accumulator must be healthy (or stopped) before the reactor
-    is ``Live``. After that, the reactor is ``Degraded`` while any accumulator is
-    disconnected or still restarting, and ``Live`` again once all have recovered.
-    """
-    if warming:
-        waiting = tuple(n for n, h in healths.items() if not (h.healthy or h is STOPPED))
-        if waiting:
-            healthy = tuple(n for n, h in healths.items() if h.healthy)
-            return Warming(healthy, waiting)
-        return Live()
-    down = tuple(n for n, h in healths.items() if h is DISCONNECTED or h is STARTING)
-    return Degraded(down) if down else Live()
-
 
 def _move(state: ReactorState, target: ReactorState, *actions: ReactorAction) -> _T:
     """Go to ``target`` unless it equals ``state`` (then stay, without hooks)."""
@@ -383,7 +374,7 @@ def _move(state: ReactorState, target: ReactorState, *actions: ReactorAction) ->
 
 
 def _restored(state: Starting, event: StoreRestored, ctx: ReactorContext) -> _T:
-    health = derive_health(ctx.healths, warming=True)
+    health = ctx.health.derive(warming=True)
     return goto(health, ApplyRestored(event.restored), StartAccumulators())
 
 
@@ -392,7 +383,7 @@ def _start_failed(state: Starting, event: ReactorFailure, ctx: ReactorContext) -
 
 
 def _accept(state: ReactorState, event: BoundaryArrived, ctx: ReactorContext) -> _T:
-    return stay(AcceptBoundary(event.source, event.value))
+    return stay(AcceptBoundary(event))
 
 
 def _accept_staged(state: ReactorState, event: AcceptStaged, ctx: ReactorContext) -> _T:
@@ -400,18 +391,17 @@ def _accept_staged(state: ReactorState, event: AcceptStaged, ctx: ReactorContext
 
 
 def _health_warming(state: Warming, event: HealthChanged, ctx: ReactorContext) -> _T:
-    healths = {**ctx.healths, event.source: event.health}
-    return _move(state, derive_health(healths, True), RecordHealth(event.source, event.health))
+    health = ctx.health.derive(True, event.source, event.health)
+    return _move(state, health, RecordHealth(event.source, event.health))
 
 
 def _health_running(state: Live | Degraded, event: HealthChanged, ctx: ReactorContext) -> _T:
-    healths = {**ctx.healths, event.source: event.health}
-    return _move(state, derive_health(healths, False), RecordHealth(event.source, event.health))
+    health = ctx.health.derive(False, event.source, event.health)
+    return _move(state, health, RecordHealth(event.source, event.health))
 
 
 def _health_paused(state: Paused, event: HealthChanged, ctx: ReactorContext) -> _T:
-    healths = {**ctx.healths, event.source: event.health}
-    health = derive_health(healths, isinstance(state.resume_to, Warming))
+    health = ctx.health.derive(isinstance(state.resume_to, Warming), event.source, event.health)
     return _move(state, Paused(health), RecordHealth(event.source, event.health))
 
 
@@ -467,10 +457,12 @@ def _retry_due(state: ReactorState, event: RetryDue, ctx: ReactorContext) -> _T:
 
 
 def _failure(state: ReactorState, event: ReactorFailure, ctx: ReactorContext) -> _T:
-    """The reactor's own failure (a store error, say): record it and hold automatic
-    firings back for a growing delay, so a persistent fault cannot spin."""
+    """The reactor's own failure (a store that refuses a write, say): record it and hold
+    firings and store writes back for a growing, capped delay, so a persistent fault
+    cannot spin. What the failed write held stays where it was, and is written again
+    once the delay has passed."""
     delay = ctx.retry.delay(ctx.consecutive_failures + 1)
-    return stay(RecordFailure(event.message), ScheduleRetry(delay))
+    return stay(RecordFailure(event.message), ScheduleRetry(delay, writes=True))
 
 
 def _failure_stopped(state: Stopped, event: ReactorFailure, ctx: ReactorContext) -> _T:

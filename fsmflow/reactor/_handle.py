@@ -1,10 +1,11 @@
-"""What users hold while a reactor runs: :func:`start_reactor` and :class:`ReactorHandle`."""
+"""What users hold while a reactor runs: :class:`ReactorHandle` and its
+:class:`ReactorSnapshot`."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from typing import Any, Generic, Protocol, TypeVar, cast
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import anyio
 import attrs
@@ -15,10 +16,9 @@ from ..supervisor import (
     StateWatcher,
     SupervisionTree,
     SupervisorHandle,
-    WatcherClosed,
-    start_supervisor,
 )
 from ._accumulator_fsm import AccumulatorHealth
+from ._admission import Receipt
 from ._cache import InputCache, check_boundary
 from ._context import ReactorContext
 from ._fsm import (
@@ -33,26 +33,14 @@ from ._fsm import (
     ReplayDeadLetters,
     Resume,
     Shutdown,
-    Starting,
 )
-from ._supervisor import Reactor
 from ._types import DeadLetter, Source
+
+if TYPE_CHECKING:
+    from ._supervisor import Reactor
 
 Out = TypeVar("Out")
 T = TypeVar("T")
-T_contra = TypeVar("T_contra", contravariant=True)
-
-
-class TaskStarter(Protocol):
-    """A trio nursery or an anyio task group: something with ``start``."""
-
-    async def start(
-        self, func: Callable[..., Coroutine[Any, Any, Any]], /, *args: object, name: object = None
-    ) -> Any: ...
-
-
-class _TaskStatus(Protocol[T_contra]):
-    def started(self, value: T_contra) -> None: ...
 
 
 @attrs.frozen
@@ -69,6 +57,9 @@ class ReactorSnapshot(Generic[Out]):
     dirty: frozenset[str]
     #: ``SEQUENTIAL`` boundaries accepted and not yet fired.
     pending: int
+    #: ``SEQUENTIAL`` boundaries taken from the channel and not yet accepted (their
+    #: append has not committed: the store may be refusing writes).
+    staged: int
     dead_letters: tuple[DeadLetter, ...]
     accumulators: Mapping[str, AccumulatorHealth]
     #: Completed firings of this run.
@@ -101,11 +92,14 @@ class ReactorHandle(Generic[Out]):
         reactor: Reactor[Out],
         supervisor: SupervisorHandle[ReactorState, ReactorEvent],
         context: ReactorContext,
+        done: anyio.Event,
     ) -> None:
         self.reactor = reactor
         self._supervisor = supervisor
         self._ctx = context
-        self._done = anyio.Event()
+        self._inlet = context.inlet(supervisor)
+        #: Set by the reactor's run once it and everything it started have ended.
+        self._done = done
 
     @property
     def name(self) -> str:
@@ -154,8 +148,9 @@ class ReactorHandle(Generic[Out]):
             cache=InputCache(dict(ctx.cache), ctx.sources, ctx.dirty.dirty),
             dirty=ctx.dirty.dirty,
             pending=len(ctx.queue),
+            staged=len(ctx.staged),
             dead_letters=tuple(ctx.dead.values()),
-            accumulators=dict(ctx.healths),
+            accumulators=dict(ctx.health.healths),
             firings=ctx.firings,
             failed_firings=ctx.failed_firings,
             last_error=ctx.last_error,
@@ -168,21 +163,66 @@ class ReactorHandle(Generic[Out]):
 
     # -- commands -------------------------------------------------------------------------
 
-    def _boundary(self, source: Source[T], boundary: T) -> BoundaryArrived:
+    def _boundary(
+        self, source: Source[T], boundary: T, receipt: Receipt | None = None
+    ) -> BoundaryArrived:
         if self.reactor.sources.get(source.name) != source:
             raise KeyError(f"{source!r} is not a source of reactor {self.name!r}")
-        return BoundaryArrived(source.name, check_boundary(source, boundary))
+        return BoundaryArrived(source.name, check_boundary(source, boundary), receipt)
 
-    async def send_boundary(self, source: Source[T], boundary: T) -> None:
-        """Hand the reactor a boundary directly, as its accumulator would (waiting while
-        the channel is full). Raises :class:`KeyError` for a source the reactor does not
-        have and :class:`TypeError` for a boundary not of its type."""
-        await self._supervisor.send(self._boundary(source, boundary))
+    async def send_boundary(
+        self, source: Source[T], boundary: T, *, receipt: Receipt | None = None
+    ) -> None:
+        """Hand the reactor a boundary directly, as its accumulator would.
 
-    def send_boundary_nowait(self, source: Source[T], boundary: T) -> None:
+        Returns once the boundary is on the reactor's channel, waiting while the channel
+        is full and, for ``SEQUENTIAL``, while ``max_pending`` boundaries are pending (not
+        yet fired and committed): that is the backpressure of a slow graph, a paused or
+        warming reactor, or a store that refuses writes. It is *accepted* later; pass a
+        fresh :class:`Receipt` to learn when (or use :meth:`deliver`).
+
+        Raises :class:`KeyError` for a source the reactor does not have,
+        :class:`TypeError` for a boundary not of its type, and
+        :class:`ExternalChannelClosed` once the reactor has stopped.
+        """
+        event = self._boundary(source, boundary, receipt)
+        if receipt is None:
+            await self._inlet.send(event)
+            return
+        self._ctx.register(receipt)
+        try:
+            await self._inlet.send(event)
+        except BaseException:
+            self._ctx.unregister(receipt, "it was never sent: the send failed or was cancelled")
+            raise
+
+    def send_boundary_nowait(
+        self, source: Source[T], boundary: T, *, receipt: Receipt | None = None
+    ) -> None:
         """:meth:`send_boundary` without waiting: raises ``anyio.WouldBlock`` when the
-        reactor's channel is full."""
-        self._supervisor.send_nowait(self._boundary(source, boundary))
+        reactor's channel is full or ``max_pending`` boundaries are pending."""
+        event = self._boundary(source, boundary, receipt)
+        if receipt is None:
+            self._inlet.send_nowait(event)
+            return
+        self._ctx.register(receipt)
+        try:
+            self._inlet.send_nowait(event)
+        except BaseException:
+            self._ctx.unregister(receipt, "it was never sent: the reactor could not take it")
+            raise
+
+    async def deliver(self, source: Source[T], boundary: T) -> None:
+        """Send a boundary and return once the reactor has accepted it: with a store and
+        ``SEQUENTIAL``, once its append has committed, so that it fires even if the
+        process dies right after (see :class:`Receipt`).
+
+        Raises :class:`NotAccepted` if the reactor stops first, and the errors of
+        :meth:`send_boundary`.
+        """
+        receipt = Receipt()
+        await self.send_boundary(source, boundary, receipt=receipt)
+        await receipt.wait()
 
     async def force_fire(self) -> None:
         """Fire with the current cache, whatever the criteria (once the reactor fires:
@@ -234,62 +274,3 @@ class ReactorHandle(Generic[Out]):
         """Wait until the reactor and everything it started have ended."""
         await self._done.wait()
         return await self._supervisor.outcome()
-
-
-def _started(state: ReactorState) -> bool:
-    return not isinstance(state, Starting)
-
-
-async def serve(
-    reactor: Reactor[Out], task_status: _TaskStatus[ReactorHandle[Out]] | None
-) -> RunOutcome[ReactorState]:
-    """Run ``reactor`` in a task group of its own; report its handle through
-    ``task_status`` once it has restored its state and started its accumulators.
-
-    A start that failed (a store that cannot be read, say) raises its error here, before
-    ``task_status`` is told anything, so ``start_reactor`` raises it to its caller.
-    """
-    ctx = reactor.initial_context()
-    handle: ReactorHandle[Out] | None = None
-    try:
-        async with anyio.create_task_group() as task_group:
-            supervisor: SupervisorHandle[ReactorState, ReactorEvent] = await start_supervisor(
-                task_group,
-                reactor,
-                initial_state=Starting(),
-                context=ctx,
-                capacity=reactor.capacity,
-            )
-            ctx.bind(task_group, supervisor.sender())
-            handle = ReactorHandle(reactor, supervisor, ctx)
-            with contextlib.suppress(WatcherClosed):  # the run ended while starting
-                await supervisor.wait_for(_started)
-            if ctx.startup_error is None and task_status is not None:
-                task_status.started(handle)
-            outcome = await supervisor.outcome()
-            task_group.cancel_scope.cancel()
-    finally:
-        ctx.close()
-        if handle is not None:
-            handle._done.set()
-    if ctx.startup_error is not None:
-        raise ctx.startup_error
-    return outcome
-
-
-async def _serve_started(
-    reactor: Reactor[Out], *, task_status: _TaskStatus[ReactorHandle[Out]]
-) -> None:
-    await serve(reactor, task_status)
-
-
-async def start_reactor(starter: TaskStarter, reactor: Reactor[Out]) -> ReactorHandle[Out]:
-    """Start ``reactor`` in ``starter`` (a nursery or task group) and return its handle
-    once it has restored its state from the store and started its accumulators.
-
-    Errors restoring the store (a :class:`~fsmflow.store.DecodeError` naming the bad key,
-    say) are raised here. Later failures of the reactor propagate into ``starter``; a
-    graph error is never one of them.
-    """
-    handle: ReactorHandle[Out] = await starter.start(_serve_started, reactor)
-    return handle

@@ -11,8 +11,9 @@ Layout, for a reactor named ``NAME``:
 Every write is O(1) in the queue's length: accepting a boundary appends one entry (the
 boundaries a reactor takes from its channel in one go are appended in one batch), and
 completing its firing removes that entry and puts its source's cache key in one atomic
-batch. A log entry is a JSON header line (the source, and for a dead letter the error
-and attempts) followed by the boundary encoded as its source's type.
+batch. Reads are paged: a restart reads the queue's length and its first page, never
+the whole queue. A log entry is a JSON header line (the source, and for a dead letter
+the error and attempts) followed by the boundary encoded as its source's type.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class Restored:
 
     cache: Mapping[str, object] = attrs.Factory(dict)
     dirty: frozenset[str] = frozenset()
+    #: The first page of the queue.
     queue: tuple[Queued, ...] = ()
+    #: How many entries the whole queue holds.
+    queue_length: int = 0
     dead: tuple[DeadLetter, ...] = ()
 
 
@@ -67,8 +71,9 @@ class ReactorStore:
 
     # -- restore ------------------------------------------------------------------------
 
-    async def restore(self) -> Restored:
-        """Read back cache, dirty flags, queue and dead letters.
+    async def restore(self, page_size: int) -> Restored:
+        """Read back cache, dirty flags, the queue's length and first ``page_size``
+        entries, and the dead letters.
 
         Raises :class:`DecodeError` naming the key or log entry whose bytes are bad.
         Cache keys of sources the reactor no longer has are left alone.
@@ -82,12 +87,8 @@ class ReactorStore:
             if stored is not None:
                 key = f"{self.cache_namespace}/{name}"
                 cache[name] = self.boundaries.decode(name, stored.value, key)
-        queue = []
-        for entry in await store.read(self.queue_log):
-            key = f"{self.queue_log}#{entry.seq}"
-            header, data = _unframe(entry.value, key)
-            value = self.boundaries.decode(header["source"], data, key)
-            queue.append(Queued(entry.seq, header["source"], value, data))
+        length = await store.length(self.queue_log)
+        queue = await self.read_queue(0, page_size) if length else []
         dead = []
         for entry in await store.read(self.dead_log):
             key = f"{self.dead_log}#{entry.seq}"
@@ -97,7 +98,19 @@ class ReactorStore:
                 raise DecodeError(key, "a dead letter", "its header lacks error or attempts")
             value = self.boundaries.decode(header["source"], data, key)
             dead.append(DeadLetter(entry.seq, header["source"], value, error, attempts))
-        return Restored(cache, await self._restore_dirty(), tuple(queue), tuple(dead))
+        dirty = await self._restore_dirty()
+        return Restored(cache, dirty, tuple(queue), max(length, len(queue)), tuple(dead))
+
+    async def read_queue(self, after: int, limit: int) -> list[Queued]:
+        """The queue's entries after seq ``after``, at most ``limit``, decoded (raises
+        :class:`DecodeError` naming a bad entry)."""
+        queue = []
+        for entry in await self.store.read(self.queue_log, after=after, limit=limit):
+            key = f"{self.queue_log}#{entry.seq}"
+            header, data = _unframe(entry.value, key)
+            value = self.boundaries.decode(header["source"], data, key)
+            queue.append(Queued(entry.seq, header["source"], value, data))
+        return queue
 
     async def _restore_dirty(self) -> frozenset[str]:
         stored = await self.store.get(self.state_namespace, "dirty")

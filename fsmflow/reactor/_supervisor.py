@@ -8,20 +8,32 @@ the external channel (``external_event_mode``):
 * ``Warming``, ``Paused``: take events (``BLOCK``): boundaries, health changes, commands.
 * ``Live``, ``Degraded``: ``BLOCK`` while nothing is due; once a firing is due, take the
   events that are ready first (``POLL``) so that ``LATEST`` boundaries coalesce, but no
-  more than ``max_burst`` of them, and none while the ``SEQUENTIAL`` queue is full
-  (``IGNORE``); then run the graph, in the loop. A graph that takes long therefore
-  stops the reactor from reading its channel, and the bounded channel makes the
-  accumulators wait: backpressure instead of growing memory.
+  more than ``max_burst`` of them (``IGNORE``); then run the graph, in the loop. A graph
+  that takes long therefore stops the reactor from reading its channel, and the bounded
+  channel makes the accumulators wait: backpressure instead of growing memory.
 * In all four, ``SEQUENTIAL`` boundaries taken from the channel (with a store) are staged
   while more are ready, then accepted together (``AcceptStaged``: one batch of appends)
-  before anything else: before a firing, and before the reactor blocks again.
+  before anything else: before a firing, and before the reactor blocks again. They stay
+  staged until that append commits. After a failure of the reactor's own (a store that
+  refuses a write), all four ``BLOCK`` until the backoff has passed: commands still come
+  in, nothing is written or fired.
 * ``Stopped``: end the run.
+
+``max_pending`` bounds the ``SEQUENTIAL`` boundaries sent and not yet settled in every
+state; it is applied where boundaries enter (``send_boundary``, the accumulators), so
+that the channel stays free for commands.
+
+:func:`start_reactor` (and ``Reactor.run``) serve one run: the reactor in a task group of
+its own, with its accumulators, and a :class:`ReactorHandle` to control it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+import contextlib
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+import anyio
 
 from ..fsm import FsmSpec
 from ..store import Codec, Store
@@ -35,7 +47,10 @@ from ..supervisor import (
     RestartIntensity,
     RunOutcome,
     SelfSupervised,
+    SupervisorHandle,
     Trigger,
+    WatcherClosed,
+    start_supervisor,
 )
 from ._accumulators import Accumulator
 from ._cache import BoundaryCodec
@@ -56,10 +71,12 @@ from ._fsm import (
     StoreRestored,
     reactor_spec,
 )
+from ._handle import ReactorHandle
 from ._persistence import ReactorStore
 from ._types import Completed, Criteria, Graph, GraphError, InputStrategy, RetryPolicy, Source
 
 Out = TypeVar("Out")
+T_contra = TypeVar("T_contra", contravariant=True)
 
 #: Restart limits for accumulators: generous, because a source that is down for a while
 #: should keep the reactor degraded rather than bring it down.
@@ -83,9 +100,12 @@ class Reactor(
       the dead letters, all restored on start. Without one nothing outlives the run.
       ``codec`` encodes the boundaries (the sources' types are registered with it).
     * A failed ``SEQUENTIAL`` firing is retried by ``retry``, then dead-lettered; a graph
-      error never stops the reactor.
+      error never stops the reactor. Nor does a store that refuses a write: what the
+      write held stays where it was and is written again after ``retry``'s delays
+      (capped at ``max_delay``), for as long as the store keeps refusing.
     * ``capacity`` bounds the reactor's channel (accumulators wait when it is full),
-      ``max_pending`` the ``SEQUENTIAL`` queue while firing, ``max_burst`` the boundaries
+      ``max_pending`` the ``SEQUENTIAL`` boundaries sent and not yet fired (producers
+      wait beyond it, in every state), ``max_burst`` the boundaries
       taken between two firings.
     * Accumulators that fail are restarted with ``restart_backoff``; more restarts than
       ``restart_intensity`` allows make the reactor fail.
@@ -183,13 +203,12 @@ class Reactor(
     async def dispatch_state(
         self, state: ReactorState, ctx: ReactorContext
     ) -> EventLoopDirective[ReactorEvent]:
-        # The accepting states get here only with work to do (see external_event_mode)
-        # and no event ready: staged boundaries first, then (if it fires) a firing.
-        if ctx.staged:
-            return Trigger(AcceptStaged())
-        if isinstance(state, Live | Degraded):
-            return Trigger(await self._fire(ctx.next_firing(), ctx))
-        if isinstance(state, Starting):
+        kind = type(state)
+        if kind is Stopped:
+            # Staged boundaries a failed last save could not accept are not retried: the
+            # run ends, and their receipts are refused.
+            return TERMINATE
+        if kind is Starting:
             try:
                 restored = await ctx.restore()
                 ctx.attach_accumulators()
@@ -197,8 +216,12 @@ class Reactor(
                 ctx.startup_error = exc
                 raise
             return Trigger(StoreRestored(restored))
-        assert isinstance(state, Stopped), f"{state} had nothing to do"
-        return TERMINATE
+        # The accepting states get here only with work to do (see external_event_mode)
+        # and no event ready: staged boundaries first, then (if it fires) a firing.
+        if ctx.staged:
+            return Trigger(AcceptStaged())
+        assert kind is Live or kind is Degraded, f"{state} had nothing to do"
+        return Trigger(await self._fire(await ctx.next_firing(), ctx))
 
     async def _fire(self, firing: Firing, ctx: ReactorContext) -> FiringFinished:
         """Run the graph (unless the firing only fills the cache) and report how it went;
@@ -229,6 +252,74 @@ class Reactor(
         """
         if initial_state is not None or context is not None:
             raise ValueError("a reactor starts from its store: run() takes no state or context")
-        from ._handle import serve
+        return await _serve(self, None)
 
-        return await serve(self, None)
+
+class TaskStarter(Protocol):
+    """A trio nursery or an anyio task group: something with ``start``."""
+
+    async def start(
+        self, func: Callable[..., Coroutine[Any, Any, Any]], /, *args: object, name: object = None
+    ) -> Any: ...
+
+
+class _TaskStatus(Protocol[T_contra]):
+    def started(self, value: T_contra) -> None: ...
+
+
+def _started(state: ReactorState) -> bool:
+    return not isinstance(state, Starting)
+
+
+async def _serve(
+    reactor: Reactor[Out], task_status: _TaskStatus[ReactorHandle[Out]] | None
+) -> RunOutcome[ReactorState]:
+    """Run ``reactor`` in a task group of its own; report its handle through
+    ``task_status`` once it has restored its state and started its accumulators.
+
+    A start that failed (a store that cannot be read, say) raises its error here, before
+    ``task_status`` is told anything, so ``start_reactor`` raises it to its caller.
+    """
+    ctx = reactor.initial_context()
+    done = anyio.Event()
+    try:
+        async with anyio.create_task_group() as task_group:
+            supervisor: SupervisorHandle[ReactorState, ReactorEvent] = await start_supervisor(
+                task_group,
+                reactor,
+                initial_state=Starting(),
+                context=ctx,
+                capacity=reactor.capacity,
+            )
+            ctx.bind(task_group, supervisor.sender())
+            handle = ReactorHandle(reactor, supervisor, ctx, done)
+            with contextlib.suppress(WatcherClosed):  # the run ended while starting
+                await supervisor.wait_for(_started)
+            if ctx.startup_error is None and task_status is not None:
+                task_status.started(handle)
+            outcome = await supervisor.outcome()
+            task_group.cancel_scope.cancel()
+    finally:
+        ctx.close()
+        done.set()
+    if ctx.startup_error is not None:
+        raise ctx.startup_error
+    return outcome
+
+
+async def _serve_started(
+    reactor: Reactor[Out], *, task_status: _TaskStatus[ReactorHandle[Out]]
+) -> None:
+    await _serve(reactor, task_status)
+
+
+async def start_reactor(starter: TaskStarter, reactor: Reactor[Out]) -> ReactorHandle[Out]:
+    """Start ``reactor`` in ``starter`` (a nursery or task group) and return its handle
+    once it has restored its state from the store and started its accumulators.
+
+    Errors restoring the store (a :class:`~fsmflow.store.DecodeError` naming the bad key,
+    say) are raised here. Later failures of the reactor propagate into ``starter``; a
+    graph error is never one of them.
+    """
+    handle: ReactorHandle[Out] = await starter.start(_serve_started, reactor)
+    return handle

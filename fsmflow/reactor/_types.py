@@ -4,6 +4,7 @@ graph results, retry policy and dead letters."""
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
@@ -81,6 +82,16 @@ GraphResult: TypeAlias = Completed[Out] | GraphError
 Graph: TypeAlias = Callable[["InputCache"], Awaitable[Completed[Out] | GraphError]]
 
 
+def _finite_non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0 <= value < math.inf:  # also refuses NaN
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, not {value!r}")
+
+
+def _finite_factor(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 1 <= value < math.inf:
+        raise ValueError(f"{attribute.name} must be a finite number >= 1, not {value!r}")
+
+
 @attrs.frozen
 class RetryPolicy:
     """How a failed ``SEQUENTIAL`` firing is retried before it becomes a dead letter.
@@ -88,17 +99,37 @@ class RetryPolicy:
     The firing runs at most ``max_attempts`` times; before attempt ``n + 1`` the reactor
     waits ``initial_delay * factor ** (n - 1)`` seconds, capped at ``max_delay``, on the
     loop's clock (so ``MockClock`` drives it in tests). The same delays space out retries
-    after the reactor's own failures (a store error, say).
+    after the reactor's own failures (a store that refuses a write, say), for as long as
+    they last. Every delay is finite and at most ``max_delay``, however many failures
+    came before it: the cap is applied to the exponent before the power is computed.
     """
 
     max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
-    initial_delay: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
-    max_delay: float = 10.0
-    factor: float = attrs.field(default=2.0, validator=attrs.validators.ge(1))
+    initial_delay: float = attrs.field(default=0.1, validator=_finite_non_negative)
+    max_delay: float = attrs.field(default=10.0, validator=_finite_non_negative)
+    factor: float = attrs.field(default=2.0, validator=_finite_factor)
+    #: The exponent from which ``initial_delay * factor ** exponent`` reaches
+    #: ``max_delay``: larger exponents are never computed.
+    _last_exponent: int = attrs.field(init=False, repr=False, eq=False)
+
+    @_last_exponent.default
+    def _exponent_at_the_cap(self) -> int:
+        numbers = (self.initial_delay, self.max_delay, self.factor)
+        if not all(0 < n < math.inf for n in numbers):
+            return 0  # zero delays; or invalid ones, which the validators refuse next
+        if self.factor == 1 or self.max_delay <= self.initial_delay:
+            return 0
+        span = math.log(self.max_delay) - math.log(self.initial_delay)
+        return math.ceil(span / math.log(self.factor))
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failure in a row (1 for the first)."""
-        return float(min(self.initial_delay * self.factor ** max(failures - 1, 0), self.max_delay))
+        exponent = min(max(failures - 1, 0), self._last_exponent)
+        try:
+            grown = self.initial_delay * self.factor**exponent
+        except OverflowError:  # the power alone overflows, a tiny initial_delay does not
+            grown = math.exp(math.log(self.initial_delay) + exponent * math.log(self.factor))
+        return float(min(grown, self.max_delay))
 
 
 @attrs.frozen

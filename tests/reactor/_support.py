@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import anyio
 import attrs
 import trio
 import trio.testing
@@ -94,11 +95,13 @@ def is_live(state: ReactorState) -> bool:
     return isinstance(state, Live)
 
 
-async def until(predicate: Callable[[], bool], step: float = 0.001) -> None:
+async def until(predicate: Callable[[], bool], step: float = 0.001, limit: float = 600) -> None:
     """Poll ``predicate`` on the loop's clock (instant under ``autojump_clock``): for
-    counters and queue lengths, which no event announces."""
-    while not predicate():  # noqa: ASYNC110 - nothing to wait on but the value itself
-        await trio.sleep(step)
+    counters and queue lengths, which no event announces. Fails once ``limit`` seconds
+    of that clock have passed, so a test whose condition never comes true ends."""
+    with anyio.fail_after(limit):
+        while not predicate():  # noqa: ASYNC110 - nothing to wait on but the value itself
+            await anyio.sleep(step)
 
 
 async def settle() -> None:

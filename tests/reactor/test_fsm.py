@@ -3,7 +3,9 @@ as a supervisor (``run()``, failures of its own, configuration errors)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import trio
@@ -24,8 +26,8 @@ from fsmflow.reactor import (
     reactor_spec,
     start_reactor,
 )
-from fsmflow.reactor._fsm import derive_health
-from fsmflow.store import BatchOp, Fence, MemoryStore, StoreError
+from fsmflow.reactor._health import HealthTally
+from fsmflow.store import BatchOp, MemoryStore, StoreError
 from fsmflow.supervisor import ExitKind
 
 from ._support import NUMBERS, Recorder, is_live, settle, until
@@ -57,16 +59,43 @@ def test_the_diagram_draws_the_health_transitions() -> None:
     ("healths", "warming", "expected"),
     [
         ({}, True, Live()),
-        ({"a": H.STARTING, "b": H.PUSH_ONLY}, True, Warming(("b",), ("a",))),
+        ({"a": H.STARTING, "b": H.PUSH_ONLY}, True, Warming(1, 1)),
         ({"a": H.LIVE, "b": H.STOPPED}, True, Live()),
-        ({"a": H.DISCONNECTED}, True, Warming((), ("a",))),
+        ({"a": H.DISCONNECTED}, True, Warming(0, 1)),
         ({"a": H.LIVE, "b": H.DISCONNECTED}, False, Degraded(("b",))),
         ({"a": H.STARTING, "b": H.STOPPED}, False, Degraded(("a",))),
         ({"a": H.PUSH_ONLY, "b": H.STOPPED}, False, Live()),
     ],
 )
 def test_health_rules(healths: dict[str, H], warming: bool, expected: object) -> None:
-    assert derive_health(healths, warming) == expected
+    tally = HealthTally(healths)
+    for source, health in healths.items():
+        tally.record(source, health)
+    assert tally.derive(warming) == expected
+    # Deriving "as if" one more change happened agrees with recording it.
+    for source in healths:
+        for health in H:
+            preview = tally.derive(warming, source, health)
+            scratch = HealthTally(healths)
+            for name, recorded in tally.healths.items():
+                scratch.record(name, recorded)
+            scratch.record(source, health)
+            assert preview == scratch.derive(warming), (source, health)
+
+
+def test_degraded_names_the_sources_in_the_order_they_went_down() -> None:
+    tally = HealthTally(["a", "b", "c"])
+    for name in ("a", "b", "c"):
+        tally.record(name, H.LIVE)
+    assert tally.derive(False) == Live()
+    tally.record("c", H.DISCONNECTED)
+    tally.record("a", H.DISCONNECTED)
+    assert tally.derive(False) == Degraded(("c", "a"))
+    assert tally.derive(False, "c", H.LIVE) == Degraded(("a",))
+    assert tally.derive(False, "b", H.STARTING) == Degraded(("c", "a", "b"))
+    tally.record("c", H.LIVE)
+    tally.record("a", H.STOPPED)
+    assert tally.derive(False) == Live()
 
 
 async def test_run_serves_until_cancelled(autojump_clock: MockClock) -> None:
@@ -105,13 +134,13 @@ class BrokenStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.broken = False
+        self.refusals: list[float] = []
 
-    async def write_batch(
-        self, ops: Sequence[BatchOp], *, fence: Fence | None = None
-    ) -> list[int | bool | None]:
+    async def write_batch(self, ops: Sequence[BatchOp], **options: Any) -> list[int | bool | None]:
         if self.broken:
+            self.refusals.append(trio.current_time())
             raise StoreError("disk full")
-        return await super().write_batch(ops, fence=fence)
+        return await super().write_batch(ops, **options)
 
 
 async def test_store_failures_are_retried_with_backoff(autojump_clock: MockClock) -> None:
@@ -137,13 +166,16 @@ async def test_store_failures_are_retried_with_backoff(autojump_clock: MockClock
         await trio.sleep(0.5)
         state = handle.get_state()
         assert state.last_error is not None and "disk full" in state.last_error
+        assert (state.pending, state.staged) == (1, 1), "2 stays staged until its append commits"
         assert handle.state == Live(), "the reactor's own failures do not stop it"
         await trio.sleep(10)
-        assert 2 <= len(graph.snapshots) <= 5, "commits failing: retried with growing delays"
+        gaps = [round(b - a, 6) for a, b in itertools.pairwise(store.refusals)]
+        assert gaps == [1.0, 2.0, 4.0], "retried after growing delays, capped at max_delay"
+        assert graph.snapshots == [], "the append comes first; nothing fires meanwhile"
         store.broken = False
-        await until(lambda: handle.get_state().pending == 0)
-        assert set(graph.values(NUMBERS)) == {1}, "2 was never accepted: its append failed"
-        assert handle.get_state().cache[NUMBERS] == 1
+        await until(lambda: handle.get_state().pending == 0 and len(graph.snapshots) == 2)
+        assert graph.values(NUMBERS) == [1, 2]
+        assert handle.get_state().cache[NUMBERS] == 2
         await handle.shutdown()
 
 

@@ -82,7 +82,7 @@ async def test_warming_until_every_accumulator_is_healthy(autojump_clock: MockCl
     reactor = Reactor("health", graph, accumulators=[numbers, prices])
     async with trio.open_nursery() as nursery:
         handle = await start_reactor(nursery, reactor)
-        await handle.wait_for(lambda s: s == Warming(("prices",), ("numbers",)))
+        await handle.wait_for(lambda s: s == Warming(healthy=1, waiting=1))
         assert numbers.health.current() is AccumulatorHealth.STARTING
         assert prices.health.current() is AccumulatorHealth.PUSH_ONLY
         await prices.push(Price("A", 1.0))
@@ -157,7 +157,7 @@ async def test_paused_while_warming_resumes_to_warming(autojump_clock: MockClock
     async with trio.open_nursery() as nursery:
         handle = await start_reactor(nursery, Reactor("h", Recorder(), accumulators=[numbers]))
         await handle.pause()
-        await handle.wait_for(lambda s: s == Paused(Warming((), ("numbers",))))
+        await handle.wait_for(lambda s: s == Paused(Warming(healthy=0, waiting=1)))
         handler.gate.set()
         await handle.wait_for(lambda s: s == Paused(Live()))
         await handle.resume()
