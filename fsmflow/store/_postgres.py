@@ -23,6 +23,7 @@ import psycopg
 import psycopg_pool
 from psycopg import sql
 
+from . import _leases
 from . import _postgres_sql as pg
 from ._errors import BackendError, DecodeError, StoreError
 from ._group import GroupCommit, Request
@@ -212,7 +213,9 @@ class PostgresStore(SingleOpWrites):
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         return await self._write(pg.renew_lease(self._tables, lease, ttl), "renew_lease")
 
-    async def claim_leases(self, prefix: str, owner: str, ttl: float, *, limit: int) -> list[Lease]:
+    async def claim_leases(
+        self, prefix: str | Sequence[str], owner: str, ttl: float, *, limit: int
+    ) -> list[Lease]:
         work = pg.claim_leases(self._tables, prefix, owner, ttl, limit)
         return await self._write(work, "claim_leases")
 
@@ -279,6 +282,15 @@ class PostgresStore(SingleOpWrites):
     async def get_lease(self, resource: str) -> Lease | None:
         rows = await self._read("get_lease", self._tables.lease, (resource,))
         return pg._lease(resource, rows[0]) if rows else None
+
+    async def next_claimable(self, prefix: str | Sequence[str], *, within: float) -> float | None:
+        _leases.check_delay(within)
+        lows = _leases.prefixes(prefix)
+        highs = [low + "\U0010ffff" for low in lows]
+        rows = await self._read("next_claimable", self._tables.next_claimable, (lows, highs, within))
+        if not rows or rows[0][0] is None:
+            return None
+        return max(0.0, float(rows[0][0]))
 
     async def clock(self) -> float:
         """The server's clock: every machine's leases are measured on it."""

@@ -238,6 +238,15 @@ class Tables:
             " WHERE resource >= %s AND resource < %s AND expires_at <= %s"
             " ORDER BY expires_at, resource LIMIT %s FOR UPDATE SKIP LOCKED"
         )
+        # Parameters: the prefixes' lower and upper bounds (two arrays), then the horizon.
+        self.next_claimable = q(
+            "WITH now AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS t)"
+            " SELECT min(l.expires_at) - min(now.t)"
+            " FROM now, unnest(%s::text[], %s::text[]) AS p(lo, hi), {s}.leases AS l"
+            " WHERE l.expires_at > '-Infinity'"
+            " AND l.expires_at <= least(now.t + %s, 1.7976931348623157e308)"
+            " AND l.resource >= p.lo AND l.resource < p.hi"
+        )
         self.drop_lease = q("DELETE FROM {s}.leases WHERE resource=%s")
         self.put = q(
             "INSERT INTO {s}.kv AS kv (namespace, key, value, version) VALUES (%s,%s,%s,1)"
@@ -321,23 +330,27 @@ def renew_lease(tables: Tables, lease: Lease, ttl: float) -> Callable[[Connectio
 
 
 def claim_leases(
-    tables: Tables, prefix: str, owner: str, ttl: float, limit: int
+    tables: Tables, prefix: str | Sequence[str], owner: str, ttl: float, limit: int
 ) -> Callable[[Connection], list[Lease]]:
     _leases.check_ttl(ttl)
+    ordered = _leases.prefixes(prefix)
 
     def work(db: Connection) -> list[Lease]:
         now = _now(db, tables)
-        rows = db.execute(
-            tables.claimable, (prefix, prefix + "\U0010ffff", now, max(0, limit))
-        ).fetchall()
-        claimed = []
-        for resource, row_owner, token, expires_at in rows:
-            row = Lease(resource, row_owner, int(token), float(expires_at))
-            if row.token == 0 and row.expires_at == -math.inf:
-                continue  # another transaction's placeholder, never committed
-            lease = _leases.acquired(row, resource, owner, ttl, now)
-            _save_lease(db, tables, lease)
-            claimed.append(lease)
+        claimed: list[Lease] = []
+        for one in ordered:
+            if len(claimed) >= limit:
+                break
+            rows = db.execute(
+                tables.claimable, (one, one + "\U0010ffff", now, max(0, limit - len(claimed)))
+            ).fetchall()
+            for resource, row_owner, token, expires_at in rows:
+                row = Lease(resource, row_owner, int(token), float(expires_at))
+                if row.token == 0 and row.expires_at == -math.inf:
+                    continue  # another transaction's placeholder, never committed
+                lease = _leases.acquired(row, resource, owner, ttl, now)
+                _save_lease(db, tables, lease)
+                claimed.append(lease)
         return claimed
 
     return work

@@ -147,6 +147,42 @@ async def test_claim_takes_expired_leases_and_respects_limit(store: Store) -> No
     assert all(new.token == 2 for new in retaken)
 
 
+async def test_claim_over_several_prefixes_in_priority_order(store: Store) -> None:
+    await store.write_batch(
+        [OfferLease("q/0/a"), OfferLease("q/0/b"), OfferLease("q/1/c"), OfferLease("q/2/d", 3600)]
+    )
+    # Level 1 first (its lease is the newest), then level 0, in one claim.
+    claimed = await store.claim_leases(["q/2/", "q/1/", "q/0/"], "w1", 30, limit=2)
+    assert [lease.resource for lease in claimed] == ["q/1/c", "q/0/a"]
+    rest = await store.claim_leases(("q/2/", "q/1/", "q/0/"), "w2", 30, limit=5)
+    assert [lease.resource for lease in rest] == ["q/0/b"]
+    assert await store.claim_leases(["q/2/", "q/1/"], "w2", 30, limit=5) == []
+    assert await store.claim_leases([], "w2", 30, limit=5) == []
+
+
+async def test_next_claimable_is_a_read_within_a_horizon(store: Store) -> None:
+    assert await store.next_claimable("job:", within=10) is None
+    await store.write_batch([OfferLease("job:later", 0.3), OfferLease("job:never", math.inf)])
+    await store.write_batch([OfferLease("other:now")])
+    due = await store.next_claimable("job:", within=10)
+    assert due is not None and 0.0 < due <= 0.3
+    assert await store.next_claimable("job:", within=0.1) is None  # beyond the horizon
+    assert await store.next_claimable(["nothing/", "other:"], within=0) == 0.0
+    # Held leases count from their expiry; finished ones (math.inf) never.
+    (held,) = await store.claim_leases("other:", "w1", 0.2, limit=1)
+    expiry = await store.next_claimable(["other:"], within=10)
+    assert expiry is not None and 0.0 < expiry <= 0.2
+    await store.write_batch([ReleaseLease("other:now", held.token, math.inf)])
+    assert await store.next_claimable(["other:"], within=math.inf) is None
+    await _until(store, (await store.clock()) + (due or 0.0))
+    assert await store.next_claimable("job:", within=0) == 0.0
+    # It changed nothing: the lease is still there to claim.
+    (claimed,) = await store.claim_leases("job:", "w2", 30, limit=5)
+    assert claimed.resource == "job:later"
+    with pytest.raises(ValueError, match="delay"):
+        await store.next_claimable("job:", within=-1)
+
+
 async def test_release_with_delay_is_a_durable_timer(store: Store) -> None:
     await store.write_batch([OfferLease("job:t")])
     (lease,) = await store.claim_leases("job:", "w1", 30, limit=1)
