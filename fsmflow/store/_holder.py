@@ -82,7 +82,12 @@ async def hold_lease(
 
 @asynccontextmanager
 async def keep_lease(
-    store: Store, lease: Lease, ttl: float, *, renew_every: float | None = None
+    store: Store,
+    lease: Lease,
+    ttl: float,
+    *,
+    renew_every: float | None = None,
+    release_after: float = math.inf,
 ) -> AsyncIterator[HeldLease]:
     """Keep ``lease`` (already acquired or claimed) while the ``async with`` block runs.
 
@@ -91,8 +96,10 @@ async def keep_lease(
     have expired, the block is cancelled, :attr:`HeldLease.lost` is set and the ``async
     with`` raises that error (:class:`LeaseLost` or the store's :class:`BackendError`);
     fenced writes the block makes meanwhile are refused by the store anyway. When the
-    block ends, the lease is released and its channel (:func:`lease_channel`) notified —
-    unless it was lost, or the block released it itself (:meth:`HeldLease.give_up`).
+    block ends, the lease is released — claimable again ``release_after`` seconds later
+    (default: never, until offered again) — and its channel (:func:`lease_channel`)
+    notified, unless it was lost or the block released it itself
+    (:meth:`HeldLease.give_up`).
     """
     interval = _interval(ttl, renew_every)
     held = HeldLease(lease)
@@ -110,7 +117,7 @@ async def keep_lease(
         raise
     finally:
         if held.error is None and not held.given_up:
-            await _release(store, held.lease)
+            await _release(store, held.lease, release_after)
     if held.error is not None:
         raise held.error
 
@@ -122,9 +129,9 @@ def _interval(ttl: float, renew_every: float | None) -> float:
     return interval
 
 
-async def _release(store: Store, lease: Lease) -> None:
+async def _release(store: Store, lease: Lease, delay: float) -> None:
     """Give the lease up and wake the standbys, even while being cancelled."""
-    release = ReleaseLease(lease.resource, lease.token, math.inf)
+    release = ReleaseLease(lease.resource, lease.token, delay)
     with anyio.CancelScope(shield=True), suppress(LeaseLost):
         await store.write_batch([release, Notify(lease_channel(lease.resource))])
 

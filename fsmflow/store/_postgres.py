@@ -287,7 +287,9 @@ class PostgresStore(SingleOpWrites):
         _leases.check_delay(within)
         lows = _leases.prefixes(prefix)
         highs = [low + "\U0010ffff" for low in lows]
-        rows = await self._read("next_claimable", self._tables.next_claimable, (lows, highs, within))
+        rows = await self._read(
+            "next_claimable", self._tables.next_claimable, (lows, highs, within)
+        )
         if not rows or rows[0][0] is None:
             return None
         return max(0.0, float(rows[0][0]))

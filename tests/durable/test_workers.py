@@ -208,8 +208,11 @@ async def test_recovery_latency_is_bounded_by_lease_ttl_plus_poll_interval(
 
     ttl, poll = 3.0, 0.5
     handle = await start_run(store, flow, 1)
-    dying = Worker(store, [flow], lease_ttl=ttl, poll_interval=poll)
+    frozen = _Freezable(store)
+    dying = Worker(frozen, [flow], lease_ttl=ttl, poll_interval=poll)
     dying._let_go = _no_hand_back  # type: ignore[method-assign,assignment]
+    # The other worker is busy with something else until after the lease expired, so it
+    # also has to notice the lapse on its own (its look-ahead), not at the moment of death.
     async with trio.open_nursery() as nursery:
         await nursery.start(dying.run)
         while True:
@@ -217,11 +220,14 @@ async def test_recovery_latency_is_bounded_by_lease_ttl_plus_poll_interval(
                 break
             await trio.sleep(0.01)
         await trio.sleep(10)  # renewing, still alive
-        dying.keeper.renew_all = _no_hand_back  # type: ignore[method-assign]
-        last_renewal = (await store.get_lease(dying.keeper.held()[0].resource)).expires_at - ttl  # type: ignore[union-attr]
-        nursery.cancel_scope.cancel()  # the process dies: nothing released
-    async with running_worker(store, [flow], lease_ttl=ttl, poll_interval=poll):
-        assert await handle.result() == 1
+        frozen.frozen = True  # the process dies: no more renewals, nothing released
+        resource = (await show_durable_run(store, handle.run_id))["resource"]
+        lease = await store.get_lease(resource)
+        assert lease is not None
+        last_renewal = lease.expires_at - ttl
+        async with running_worker(store, [flow], lease_ttl=ttl, poll_interval=poll):
+            assert await handle.result() == 1
+        nursery.cancel_scope.cancel()
     recovered_at = started[1]
     assert last_renewal + ttl <= recovered_at <= last_renewal + ttl + poll + 0.01
     record = await show_durable_run(store, handle.run_id)
@@ -250,8 +256,10 @@ async def test_a_stale_worker_cannot_commit_after_a_takeover() -> None:
 
     handle = await start_run(store, flow, 1)
     async with anyio.create_task_group() as tg:
-        a = Worker(store, [flow], lease_ttl=0.1, poll_interval=0.01, concurrency=1)
-        a.keeper.renew_all = _no_hand_back  # type: ignore[method-assign]
+        # A believes it still holds the lease (a stopped process does, too).
+        stale = _Freezable(store, renewals_pretend=True)
+        stale.frozen = True
+        a = Worker(stale, [flow], lease_ttl=0.1, poll_interval=0.01, concurrency=1)
         await tg.start(a.run)
         async with running_worker(store, [flow], lease_ttl=5):
             assert await handle.result() == "from B"
@@ -266,6 +274,27 @@ async def test_a_stale_worker_cannot_commit_after_a_takeover() -> None:
     shown = await show_durable_run(store, handle.run_id)
     assert [e["k"] for e in shown["journal"]] == ["out", "out"]  # B's outputs only
     assert shown["result"] == "from B"
+
+
+class _Freezable:
+    """A store whose lease renewals stop once ``frozen``: they hang (a dead process) or,
+    with ``renewals_pretend``, report success without reaching the store (a process that
+    was stopped and does not know its lease expired meanwhile)."""
+
+    def __init__(self, inner: Store, *, renewals_pretend: bool = False) -> None:
+        self._inner = inner
+        self._pretend = renewals_pretend
+        self.frozen = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def renew_lease(self, lease: Any, ttl: float) -> Any:
+        if not self.frozen:
+            return await self._inner.renew_lease(lease, ttl)
+        if self._pretend:
+            return lease
+        await anyio.sleep_forever()
 
 
 async def test_checkpoint_throttle_writes_fewer_batches() -> None:
