@@ -17,7 +17,7 @@ from fsmflow.durable import RunSettings, RunStatus, StepContext, Workflow, start
 from fsmflow.store import MemoryStore, PostgresStore, SqliteStore, Store
 
 from . import workflows
-from .conftest import running_worker
+from .conftest import running_worker, wait_for_status
 
 HOUR = 3600.0
 
@@ -64,8 +64,7 @@ async def test_a_signal_from_elsewhere_wakes_a_parked_run(store: Store) -> None:
     ):
         handle = await start_run(client, workflows.approval, "ann")
         with anyio.fail_after(30):
-            while await handle.status() is not RunStatus.WAITING:
-                await anyio.sleep(0.01)
+            await wait_for_status(handle, RunStatus.WAITING)
             await handle.signal(workflows.Approval("bob"))
             assert await handle.result(poll_interval=HOUR) == "ann approved by bob"
 
