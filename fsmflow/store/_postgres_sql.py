@@ -247,6 +247,27 @@ class Tables:
             " AND l.expires_at <= least(now.t + %s, 1.7976931348623157e308)"
             " AND l.resource >= p.lo AND l.resource < p.hi"
         )
+        # One statement per lease operation of a batch (no read, decide, write round
+        # trips): the rules of _leases, written in SQL; tests hold the two to each other.
+        self.offer_lease = q(
+            "INSERT INTO {s}.leases AS l (resource, owner, token, expires_at)"
+            " VALUES (%s, '', 0, extract(epoch FROM clock_timestamp()) + %s)"
+            " ON CONFLICT (resource) DO UPDATE SET expires_at = excluded.expires_at"
+            " WHERE l.owner = '' AND l.expires_at > excluded.expires_at RETURNING 1"
+        )
+        self.release_lease = q(
+            "UPDATE {s}.leases SET owner = '',"
+            " expires_at = extract(epoch FROM clock_timestamp()) + %s"
+            " WHERE resource = %s AND token = %s AND owner <> '' RETURNING 1"
+        )
+        self.insert_new = q(
+            "INSERT INTO {s}.kv (namespace, key, value, version) VALUES (%s,%s,%s,1)"
+            " ON CONFLICT (namespace, key) DO NOTHING RETURNING version"
+        )
+        self.update_version = q(
+            "UPDATE {s}.kv SET value=%s, version=version+1"
+            " WHERE namespace=%s AND key=%s AND version=%s RETURNING version"
+        )
         self.drop_lease = q("DELETE FROM {s}.leases WHERE resource=%s")
         self.put = q(
             "INSERT INTO {s}.kv AS kv (namespace, key, value, version) VALUES (%s,%s,%s,1)"
@@ -255,11 +276,6 @@ class Tables:
         )
         self.version_for_update = q(
             "SELECT version FROM {s}.kv WHERE namespace=%s AND key=%s FOR UPDATE"
-        )
-        self.put_version = q(
-            "INSERT INTO {s}.kv (namespace, key, value, version) VALUES (%s,%s,%s,%s)"
-            " ON CONFLICT (namespace, key) DO UPDATE SET value=excluded.value,"
-            " version=excluded.version"
         )
         self.delete = q("DELETE FROM {s}.kv WHERE namespace=%s AND key=%s")
         self.append = q(
@@ -375,12 +391,17 @@ def _apply(db: Connection, tables: Tables, op: BatchOp) -> int | bool | None:
         if op.expected_version is None:
             (version,) = db.execute(tables.put, (op.namespace, op.key, op.value)).fetchone() or (0,)
             return int(version)
+        # A compare-and-set in one statement; only a conflict reads the version it met.
+        if op.expected_version == 0:
+            written = db.execute(tables.insert_new, (op.namespace, op.key, op.value)).fetchone()
+        else:
+            values = (op.value, op.namespace, op.key, op.expected_version)
+            written = db.execute(tables.update_version, values).fetchone()
+        if written is not None:
+            return int(written[0])
         row = db.execute(tables.version_for_update, (op.namespace, op.key)).fetchone()
         current = 0 if row is None else int(row[0])
-        if op.expected_version != current:
-            raise VersionConflict(f"{op.namespace}/{op.key}", op.expected_version, current)
-        db.execute(tables.put_version, (op.namespace, op.key, op.value, current + 1))
-        return current + 1
+        raise VersionConflict(f"{op.namespace}/{op.key}", op.expected_version, current)
     if isinstance(op, Delete):
         return db.execute(tables.delete, (op.namespace, op.key)).rowcount > 0
     if isinstance(op, Append):
@@ -400,16 +421,15 @@ def _apply_lease(db: Connection, tables: Tables, op: OfferLease | ReleaseLease |
         removed = db.execute(tables.drop_lease, (op.resource,)).rowcount > 0
         return removed
     if isinstance(op, OfferLease):
+        # _leases.offered: a new free lease, or a free one moved earlier; else nothing.
         _leases.check_delay(op.delay)
-        row = _locked_lease(db, tables, op.resource, create=True)
-        offered = _leases.offered(row, op.resource, op.delay, _now(db, tables))
-        if offered is None:
-            return False
-        _save_lease(db, tables, offered)
-        return True
-    row = _locked_lease(db, tables, op.resource, create=False)
-    released = _leases.released(row, op.resource, op.token, op.delay, _now(db, tables))
-    _save_lease(db, tables, released)
+        return db.execute(tables.offer_lease, (op.resource, op.delay)).fetchone() is not None
+    # _leases.released: only the holder of the token frees it.
+    _leases.check_delay(op.delay)
+    if db.execute(tables.release_lease, (op.delay, op.resource, op.token)).fetchone() is None:
+        row = _locked_lease(db, tables, op.resource, create=False)
+        _leases.check_fence(row, Fence(op.resource, op.token))
+        raise AssertionError(f"release of {op.resource} refused by a lease it fits: {row}")
     return True
 
 
