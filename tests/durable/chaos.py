@@ -201,7 +201,7 @@ def kill(directory: Path, target: Target, kills: int, workers: int, ttl: float) 
         elif how == "in_step":
             victim = _wait_for_step(ledger, live, 2.0)
         else:
-            time.sleep(rng.uniform(0.0, 0.08))  # the newest worker is starting up
+            time.sleep(rng.uniform(0.0, 0.02))  # the newest worker is starting up
             victim = live[-1]
         if victim is None:
             victim = live[rng.randrange(len(live))]
