@@ -124,6 +124,22 @@ def migrate(db: Connection, schema: str) -> None:
 # -- group commit ---------------------------------------------------------------------
 
 
+class Later:
+    """A work's result still to be read: its statements were sent (in pipeline mode,
+    without waiting), ``finish()`` reads their results, checks them and returns the
+    result — or raises, and the transaction is rolled back."""
+
+    __slots__ = ("finish",)
+
+    def __init__(self, finish: Callable[[], Any]) -> None:
+        self.finish = finish
+
+
+def settle(result: Any) -> Any:
+    """A work's result, read now if it is a :class:`Later`."""
+    return result.finish() if isinstance(result, Later) else result
+
+
 def run_group(db: Connection, group: list[Request[Any]], where: str) -> None:
     """Apply ``group`` in one transaction and settle every request (see the SQLite twin,
     :func:`fsmflow.store._sqlite_sql.run_group`): all at once; if one fails, again with a
@@ -131,8 +147,12 @@ def run_group(db: Connection, group: list[Request[Any]], where: str) -> None:
     with another process's transaction is retried."""
     for attempt in range(3):
         try:
-            with db.transaction():
-                results = [request.work(db) for request in group]
+            # Pipeline mode: every request's statements go out together and their results
+            # are read afterwards (a work returns a Later), so a group costs a couple of
+            # round trips to the server rather than one per statement.
+            with db.pipeline(), db.transaction():
+                sent = [request.work(db) for request in group]
+                results = [settle(result) for result in sent]
         except psycopg.Error as exc:
             if exc.sqlstate in RETRYABLE and attempt < 2:
                 continue
@@ -161,7 +181,7 @@ def _run_isolated(db: Connection, group: list[Request[Any]], where: str) -> None
             for request in group:
                 try:
                     with db.transaction():  # a savepoint
-                        result = request.work(db)
+                        result = settle(request.work(db))
                 except Exception as exc:
                     if _connection_lost(db):
                         raise
@@ -184,7 +204,7 @@ def _run_isolated(db: Connection, group: list[Request[Any]], where: str) -> None
 def _run_alone(db: Connection, request: Request[Any], where: str) -> None:
     try:
         with db.transaction():
-            result = request.work(db)
+            result = settle(request.work(db))
     except Exception as exc:
         request.fail(_describe(db, exc, f"{where}: {request.operation}"))
     else:
@@ -268,7 +288,7 @@ class Tables:
             "UPDATE {s}.kv SET value=%s, version=version+1"
             " WHERE namespace=%s AND key=%s AND version=%s RETURNING version"
         )
-        self.drop_lease = q("DELETE FROM {s}.leases WHERE resource=%s")
+        self.drop_lease = q("DELETE FROM {s}.leases WHERE resource=%s RETURNING 1")
         self.put = q(
             "INSERT INTO {s}.kv AS kv (namespace, key, value, version) VALUES (%s,%s,%s,1)"
             " ON CONFLICT (namespace, key) DO UPDATE SET value=excluded.value,"
@@ -277,21 +297,26 @@ class Tables:
         self.version_for_update = q(
             "SELECT version FROM {s}.kv WHERE namespace=%s AND key=%s FOR UPDATE"
         )
-        self.delete = q("DELETE FROM {s}.kv WHERE namespace=%s AND key=%s")
+        # Deletes say whether they found a row by returning it: in pipeline mode a
+        # cursor's rowcount is not known until its result is read.
+        self.delete = q("DELETE FROM {s}.kv WHERE namespace=%s AND key=%s RETURNING 1")
         self.append = q(
             "WITH head AS (INSERT INTO {s}.log_heads AS h (log, last_seq) VALUES (%s, 1)"
             " ON CONFLICT (log) DO UPDATE SET last_seq=h.last_seq+1 RETURNING last_seq)"
             " INSERT INTO {s}.log (log, seq, value) SELECT %s, last_seq, %s FROM head"
             " RETURNING seq"
         )
-        self.remove = q("DELETE FROM {s}.log WHERE log=%s AND seq=%s")
+        self.remove = q("DELETE FROM {s}.log WHERE log=%s AND seq=%s RETURNING 1")
         self.save_checkpoint = q(
             "INSERT INTO {s}.checkpoints (run_id, step, value, created_at)"
             " VALUES (%s,%s,%s,extract(epoch FROM clock_timestamp()))"
             " ON CONFLICT (run_id, step) DO UPDATE SET value=excluded.value,"
             " created_at=excluded.created_at"
         )
-        self.delete_run = q("DELETE FROM {s}.checkpoints WHERE run_id=%s")
+        self.delete_run = q(
+            "WITH gone AS (DELETE FROM {s}.checkpoints WHERE run_id=%s RETURNING 1)"
+            " SELECT count(*) FROM gone"
+        )
         self.notify = sql.SQL("SELECT pg_notify(%s, %s)")
         self.schema = schema
 
@@ -374,63 +399,88 @@ def claim_leases(
 
 def write_batch(
     tables: Tables, ops: Sequence[BatchOp], fence: Fence | None
-) -> Callable[[Connection], list[int | bool | None]]:
-    def work(db: Connection) -> list[int | bool | None]:
+) -> Callable[[Connection], Later]:
+    for op in ops:
+        if isinstance(op, OfferLease | ReleaseLease):
+            _leases.check_delay(op.delay)
+
+    def work(db: Connection) -> Later:
+        # Every statement is sent first; the results are read and checked in finish().
+        # The fence's row is locked FOR SHARE before anything else runs: a takeover (an
+        # UPDATE of this row) waits until we commit, and one that committed first has
+        # changed the token we compare. Were the fence stale, finish() raises and the
+        # whole transaction, the batch's statements with it, is rolled back.
+        fenced = None
         if fence is not None:
-            # FOR SHARE: a takeover (an UPDATE of this row) waits until we commit, and a
-            # takeover that committed first has changed the token we compare.
-            row = db.execute(tables.lease_for_share, (fence.resource,)).fetchone()
-            _leases.check_fence(_lease(fence.resource, row), fence)
-        return [_apply(db, tables, op) for op in ops]
+            fenced = db.execute(tables.lease_for_share, (fence.resource,))
+        pending = [_send(db, tables, op) for op in ops]
+
+        def finish() -> list[int | bool | None]:
+            if fence is not None and fenced is not None:
+                _leases.check_fence(_lease(fence.resource, fenced.fetchone()), fence)
+            return [read() for read in pending]
+
+        return Later(finish)
 
     return work
 
 
-def _apply(db: Connection, tables: Tables, op: BatchOp) -> int | bool | None:
+def _send(db: Connection, tables: Tables, op: BatchOp) -> Callable[[], int | bool | None]:
+    """Send ``op``'s one statement; returns what reads its result."""
     if isinstance(op, Put):
         if op.expected_version is None:
-            (version,) = db.execute(tables.put, (op.namespace, op.key, op.value)).fetchone() or (0,)
-            return int(version)
+            put = db.execute(tables.put, (op.namespace, op.key, op.value))
+            return lambda: int((put.fetchone() or (0,))[0])
         # A compare-and-set in one statement; only a conflict reads the version it met.
         if op.expected_version == 0:
-            written = db.execute(tables.insert_new, (op.namespace, op.key, op.value)).fetchone()
+            cas = db.execute(tables.insert_new, (op.namespace, op.key, op.value))
         else:
             values = (op.value, op.namespace, op.key, op.expected_version)
-            written = db.execute(tables.update_version, values).fetchone()
-        if written is not None:
-            return int(written[0])
-        row = db.execute(tables.version_for_update, (op.namespace, op.key)).fetchone()
-        current = 0 if row is None else int(row[0])
-        raise VersionConflict(f"{op.namespace}/{op.key}", op.expected_version, current)
-    if isinstance(op, Delete):
-        return db.execute(tables.delete, (op.namespace, op.key)).rowcount > 0
+            cas = db.execute(tables.update_version, values)
+
+        def written() -> int:
+            row = cas.fetchone()
+            if row is not None:
+                return int(row[0])
+            found = db.execute(tables.version_for_update, (op.namespace, op.key)).fetchone()
+            current = 0 if found is None else int(found[0])
+            raise VersionConflict(f"{op.namespace}/{op.key}", op.expected_version, current)
+
+        return written
     if isinstance(op, Append):
-        (seq,) = db.execute(tables.append, (op.log, op.log, op.value)).fetchone() or (0,)
-        return int(seq)
-    if isinstance(op, Remove):
-        return db.execute(tables.remove, (op.log, op.seq)).rowcount > 0
+        append = db.execute(tables.append, (op.log, op.log, op.value))
+        return lambda: int((append.fetchone() or (0,))[0])
     if isinstance(op, Notify):
         payload = f"{tables.schema}{PAYLOAD_SEPARATOR}{op.channel}"
-        db.execute(tables.notify, (PG_CHANNEL, payload))
-        return None
-    return _apply_lease(db, tables, op)
-
-
-def _apply_lease(db: Connection, tables: Tables, op: OfferLease | ReleaseLease | DropLease) -> bool:
-    if isinstance(op, DropLease):
-        removed = db.execute(tables.drop_lease, (op.resource,)).rowcount > 0
-        return removed
-    if isinstance(op, OfferLease):
+        notify = db.execute(tables.notify, (PG_CHANNEL, payload))
+        return lambda: notify.fetchone() and None
+    if isinstance(op, Delete):
+        deleted = db.execute(tables.delete, (op.namespace, op.key))
+    elif isinstance(op, Remove):
+        deleted = db.execute(tables.remove, (op.log, op.seq))
+    elif isinstance(op, DropLease):
+        deleted = db.execute(tables.drop_lease, (op.resource,))
+    elif isinstance(op, OfferLease):
         # _leases.offered: a new free lease, or a free one moved earlier; else nothing.
-        _leases.check_delay(op.delay)
-        return db.execute(tables.offer_lease, (op.resource, op.delay)).fetchone() is not None
+        offered = db.execute(tables.offer_lease, (op.resource, op.delay))
+        return lambda: offered.fetchone() is not None
+    else:
+        return _send_release(db, tables, op)
+    return lambda: deleted.fetchone() is not None
+
+
+def _send_release(db: Connection, tables: Tables, op: ReleaseLease) -> Callable[[], bool]:
     # _leases.released: only the holder of the token frees it.
-    _leases.check_delay(op.delay)
-    if db.execute(tables.release_lease, (op.delay, op.resource, op.token)).fetchone() is None:
-        row = _locked_lease(db, tables, op.resource, create=False)
-        _leases.check_fence(row, Fence(op.resource, op.token))
-        raise AssertionError(f"release of {op.resource} refused by a lease it fits: {row}")
-    return True
+    released = db.execute(tables.release_lease, (op.delay, op.resource, op.token))
+
+    def read() -> bool:
+        if released.fetchone() is None:
+            row = _locked_lease(db, tables, op.resource, create=False)
+            _leases.check_fence(row, Fence(op.resource, op.token))
+            raise AssertionError(f"release of {op.resource} refused by a lease it fits: {row}")
+        return True
+
+    return read
 
 
 def save_checkpoint(
@@ -444,6 +494,6 @@ def save_checkpoint(
 
 def delete_run(tables: Tables, run_id: str) -> Callable[[Connection], int]:
     def work(db: Connection) -> int:
-        return db.execute(tables.delete_run, (run_id,)).rowcount
+        return int((db.execute(tables.delete_run, (run_id,)).fetchone() or (0,))[0])
 
     return work
