@@ -320,6 +320,14 @@ class Worker:
         its keeper (:meth:`~fsmflow.store.HeldLease.give_up`). A lease whose write did
         not happen (a store error, no time left) is released by its keeper on exit."""
         run = claimed.run
+        binding = claimed.binding
+        if binding is not None and binding.record.status.is_final:
+            self.stats.finished += 1
+            if binding.record.status is RunStatus.DEAD_LETTERED:
+                self.stats.dead_lettered += 1
+        # A run whose last commit released the lease (finished, parked, handed back) is
+        # let go already, even if this worker was cancelled right after that commit.
+        finished = finished or run.given_up
         try:
             if not finished and not run.lost.is_set():
                 self.stats.handed_back += 1
@@ -400,12 +408,7 @@ class Worker:
         run = WorkflowRun(workflow, binding, journal, self.settings, give_up=give_up)
         state, progress = binding.restore()
         await Durable(run, binding).run(state, progress)
-        status = binding.record.status
-        if status.is_final:
-            self.stats.finished += 1
-            if status is RunStatus.DEAD_LETTERED:
-                self.stats.dead_lettered += 1
-        return status.is_final or run.parked
+        return binding.record.status.is_final or run.parked
 
     async def _admit(self, queue: Queue, record: RunRecord, claimed: _Claimed) -> float | None:
         """``None`` when the run may run now (its key slot, if any, kept with the run),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 import psycopg
@@ -167,10 +167,15 @@ class PostgresStore(SingleOpWrites):
     # -- writes -----------------------------------------------------------------------
 
     async def _write(
-        self, work: Callable[[pg.Connection], T], operation: str, channels: tuple[str, ...] = ()
+        self,
+        work: Callable[[pg.Connection], T] | Callable[[pg.Connection], pg.Later[T]],
+        operation: str,
+        channels: tuple[str, ...] = (),
     ) -> T:
         self._check_open()
-        return await self._group.submit(work, operation, channels)
+        # run_group settles a Later before it succeeds the request: callers get a T.
+        settled = cast("Callable[[pg.Connection], T]", work)
+        return await self._group.submit(settled, operation, channels)
 
     async def _execute(self, group: list[Request[Any]]) -> None:
         await self._writer.run(self._run_group, group)
@@ -198,7 +203,9 @@ class PostgresStore(SingleOpWrites):
     ) -> list[int | bool | None]:
         ops = list(ops)
         channels = tuple(op.channel for op in ops if isinstance(op, Notify))
-        return await self._write(pg.write_batch(self._tables, ops, fence), "write_batch", channels)
+        work = pg.write_batch(self._tables, ops, fence)
+        results: list[int | bool | None] = await self._write(work, "write_batch", channels)
+        return results
 
     async def save_checkpoint(self, run_id: str, step: int, value: bytes) -> None:
         await self._write(pg.save_checkpoint(self._tables, run_id, step, value), "save_checkpoint")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -33,6 +33,8 @@ from ._protocols import (
     ReleaseLease,
     Remove,
 )
+
+T = TypeVar("T")
 
 Connection: TypeAlias = psycopg.Connection[tuple[Any, ...]]
 
@@ -124,18 +126,18 @@ def migrate(db: Connection, schema: str) -> None:
 # -- group commit ---------------------------------------------------------------------
 
 
-class Later:
+class Later(Generic[T]):
     """A work's result still to be read: its statements were sent (in pipeline mode,
     without waiting), ``finish()`` reads their results, checks them and returns the
     result — or raises, and the transaction is rolled back."""
 
     __slots__ = ("finish",)
 
-    def __init__(self, finish: Callable[[], Any]) -> None:
+    def __init__(self, finish: Callable[[], T]) -> None:
         self.finish = finish
 
 
-def settle(result: Any) -> Any:
+def settle(result: T | Later[T]) -> T:
     """A work's result, read now if it is a :class:`Later`."""
     return result.finish() if isinstance(result, Later) else result
 
@@ -399,12 +401,12 @@ def claim_leases(
 
 def write_batch(
     tables: Tables, ops: Sequence[BatchOp], fence: Fence | None
-) -> Callable[[Connection], Later]:
+) -> Callable[[Connection], Later[list[int | bool | None]]]:
     for op in ops:
         if isinstance(op, OfferLease | ReleaseLease):
             _leases.check_delay(op.delay)
 
-    def work(db: Connection) -> Later:
+    def work(db: Connection) -> Later[list[int | bool | None]]:
         # Every statement is sent first; the results are read and checked in finish().
         # The fence's row is locked FOR SHARE before anything else runs: a takeover (an
         # UPDATE of this row) waits until we commit, and one that committed first has
@@ -423,6 +425,10 @@ def write_batch(
         return Later(finish)
 
     return work
+
+
+def _nothing() -> None:
+    return None
 
 
 def _send(db: Connection, tables: Tables, op: BatchOp) -> Callable[[], int | bool | None]:
@@ -452,8 +458,8 @@ def _send(db: Connection, tables: Tables, op: BatchOp) -> Callable[[], int | boo
         return lambda: int((append.fetchone() or (0,))[0])
     if isinstance(op, Notify):
         payload = f"{tables.schema}{PAYLOAD_SEPARATOR}{op.channel}"
-        notify = db.execute(tables.notify, (PG_CHANNEL, payload))
-        return lambda: notify.fetchone() and None
+        db.execute(tables.notify, (PG_CHANNEL, payload))
+        return _nothing
     if isinstance(op, Delete):
         deleted = db.execute(tables.delete, (op.namespace, op.key))
     elif isinstance(op, Remove):
