@@ -337,8 +337,9 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
     for m in measured:
         label = m.name.split(":", 1)[0]
         raw = next(r for r in measured if r.name == f"{label}: raw commit (3 per workflow)")
-        # How many raw commits fit in the time one of this contestant's steps takes.
-        cost = "-" if m is raw else f"{raw.median_rate / m.median_rate:.2f}"
+        # How many raw commits fit in the time one of this contestant's steps takes
+        # (ratio of the medians, and its range over the paired rounds).
+        cost = "-" if m is raw else ratio(raw, m).replace("x", "")
         rows.append([m.name, m.summary(), m.summary(scale=3), cost])
     print(
         format_table(

@@ -119,3 +119,16 @@ async def test_keep_a_claimed_lease_and_give_it_up_in_a_write_of_its_own() -> No
     stored = await store.get_lease("job:k")
     # Not released a second time on exit: still the timer the block set.
     assert stored is not None and stored.owner == "" and stored.expires_at > time.time() + 3000
+
+
+@each_backend
+async def test_a_kept_lease_is_released_on_exit_claimable_after_release_after() -> None:
+    store = MemoryStore()
+    await store.write_batch([OfferLease("job:r")])
+    (claimed,) = await store.claim_leases("job:", "w1", 30, limit=1)
+    with pytest.raises(KeyError):
+        async with keep_lease(store, claimed, 30, release_after=0.0):
+            raise KeyError("the block failed without releasing")
+    # Released on the way out, claimable again at once (not left to expire).
+    (again,) = await store.claim_leases("job:", "w2", 30, limit=1)
+    assert again.token == claimed.token + 1
