@@ -211,8 +211,8 @@ async def test_recovery_latency_is_bounded_by_lease_ttl_plus_poll_interval(
     frozen = _Freezable(store)
     dying = Worker(frozen, [flow], lease_ttl=ttl, poll_interval=poll)
     dying._let_go = _no_hand_back  # type: ignore[method-assign,assignment]
-    # The other worker is busy with something else until after the lease expired, so it
-    # also has to notice the lapse on its own (its look-ahead), not at the moment of death.
+    # Nothing announces a death: the other worker must notice the lapse on its own, by
+    # looking ahead for leases falling due.
     async with trio.open_nursery() as nursery:
         await nursery.start(dying.run)
         while True:

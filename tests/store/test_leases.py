@@ -238,3 +238,24 @@ async def test_sqlite_leases_are_shared_by_two_connections(tmp_path: Path) -> No
         with pytest.raises(LeaseHeld, match="process-1"):
             await two.acquire_lease("reactor:r", "process-2", 30)
         assert await two.get_lease("reactor:r") == lease
+
+
+def test_sqlite_claims_and_probes_walk_only_leases_due(tmp_path: Path) -> None:
+    """A claim or a look-ahead reads the expiry index from the oldest due lease on, never
+    the primary key's range over every lease under the prefix (finished runs' leases,
+    which only grow, included)."""
+    import sqlite3
+
+    from fsmflow.store import _sqlite_sql
+
+    db = sqlite3.connect(tmp_path / "plan.sqlite3")
+    for statements in _sqlite_sql.MIGRATIONS:
+        for statement in statements[1]:
+            db.execute(statement)
+    for query, args in (
+        (_sqlite_sql._CLAIMABLE, (1.0, "a", "b", 5)),
+        (_sqlite_sql._NEXT_CLAIMABLE, (1.0, "a", "b")),
+    ):
+        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + query, args))
+        assert "leases_by_expiry (expires_at<?)" in plan, plan
+    db.close()
