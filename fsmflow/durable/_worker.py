@@ -310,6 +310,10 @@ class Worker:
         except LeaseLost as exc:
             self.stats.lost += 1
             logger.warning("%s: %s", self.owner, exc)
+        except StoreError as exc:
+            # The store failed while the run was let go (its lease could be neither handed
+            # back nor released): the lease expires and a worker recovers the run.
+            logger.error("%s: could not let go of %s: %s", self.owner, lease.resource, exc)
         finally:
             self._running -= 1
             self._wake.set()

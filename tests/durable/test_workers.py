@@ -23,7 +23,7 @@ from fsmflow.durable import (
     start_run,
 )
 from fsmflow.durable._records import RUNS
-from fsmflow.store import MemoryStore, Store
+from fsmflow.store import BackendError, MemoryStore, Store
 
 from . import workflows
 from .conftest import running_worker
@@ -416,3 +416,46 @@ async def test_cancel_reaches_a_running_run_at_the_next_step_boundary(store: Sto
             await handle.result()
     assert caught.value.status is RunStatus.CANCELLED
     assert undone == ["second", "first"]
+
+
+class _Outage:
+    """A store whose writes fail with a BackendError once ``down`` (the database went
+    away), reads still answering."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def write_batch(self, ops: Any, *, fence: Any = None) -> Any:
+        if self.down:
+            raise BackendError("write_batch", "the database went away")
+        return await self._inner.write_batch(ops, fence=fence)
+
+
+async def test_a_store_outage_while_letting_go_does_not_stop_the_worker() -> None:
+    """The worker is stopped while the store refuses writes: its run can be neither
+    handed back nor released. The worker still stops cleanly (the run's lease expires
+    and another worker recovers it), and the run is not lost."""
+    memory = MemoryStore()
+    store = _Outage(memory)
+    flow = Workflow("outage", input=int, output=int)
+    inside = anyio.Event()
+
+    @flow.step()
+    async def wait_forever(ctx: StepContext, n: int) -> int:
+        if ctx.token == 1:
+            inside.set()
+            await anyio.sleep_forever()
+        return n
+
+    handle = await start_run(memory, flow, 3)
+    async with running_worker(store, [flow], lease_ttl=0.3) as worker:  # type: ignore[arg-type]
+        await inside.wait()
+        store.down = True
+    assert worker.stats.finished == 0
+    store.down = False
+    async with running_worker(memory, [flow], lease_ttl=0.3):
+        assert await handle.result() == 3
