@@ -452,7 +452,7 @@ async def test_a_store_outage_while_letting_go_does_not_stop_the_worker() -> Non
         return n
 
     handle = await start_run(memory, flow, 3)
-    async with running_worker(store, [flow], lease_ttl=0.3) as worker:  # type: ignore[arg-type]
+    async with running_worker(store, [flow], lease_ttl=0.3) as worker:
         await inside.wait()
         store.down = True
     assert worker.stats.finished == 0
