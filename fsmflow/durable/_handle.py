@@ -67,16 +67,15 @@ class RunHandle(Generic[I, O]):
         ``poll_interval`` is only the fallback for a notification that never arrives (a
         ``SqliteStore`` in another process is heard at the store's own ``poll_interval``).
         Bound the wait with a cancel scope."""
-        if wait:
-            # Listening before the first read: an end committed in between is not missed.
+        record = await self.record()
+        if not record.status.is_final:
+            if not wait:
+                raise RunNotFinished(f"run {self.run_id!r} is {record.status.value}")
+            # Read again once listening: an end committed in between is not missed.
             async with self.store.listen(ended_channel(self.run_id)) as ended:
                 while not (record := await self.record()).status.is_final:
                     with anyio.move_on_after(poll_interval):
                         await ended.wait()
-        else:
-            record = await self.record()
-            if not record.status.is_final:
-                raise RunNotFinished(f"run {self.run_id!r} is {record.status.value}")
         if record.status is RunStatus.COMPLETED and record.result is not None:
             value: O = self.workflow.codec.decode(
                 record.result.encode(), self.workflow.output_type, f"{RUNS}/{self.run_id} result"
