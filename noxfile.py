@@ -42,8 +42,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def durability(session: nox.Session) -> None:
-    """Durable runs under fire: worker processes SIGKILLed at random moments (200+
-    kills), SIGSTOPped past their lease, racing over many runs (tests marked durability)."""
+    """Durable runs under fire, on SQLite and on the PostgreSQL server (127.0.0.1:5432,
+    or FSMFLOW_TEST_POSTGRES_DSN): worker processes SIGKILLed 200 times per backend
+    (at random, inside steps, while starting up), SIGSTOPped past their lease, racing
+    over 1,000 runs (tests marked durability)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "durability", "-p", "no:cacheprovider", *session.posargs)
 

@@ -1,24 +1,33 @@
-"""Durable runs: a three-step workflow on SQLite, fsmflow beside DBOS Transact and the
-raw commit floor, in one process (four fsmflow worker processes beside them).
+"""Durable runs: a three-step workflow on SQLite and on PostgreSQL, fsmflow beside DBOS
+Transact and the raw commit floor on the same database, in one process (and four
+fsmflow worker processes beside them).
 
-Contestants, each timed from the first start to the last result of N workflows, every
-commit durable (SQLite WAL, ``synchronous=FULL``), each round on a fresh database file:
+Contestants, per database, each timed from the first start to the last result of N
+workflows, every commit durable (SQLite: WAL, ``synchronous=FULL``; PostgreSQL: the
+server's ``fsync=on``, ``synchronous_commit=on``), each round on a fresh database file,
+schema or database:
 
-* ``raw commit``: the floor — 3 N plain SQLite transactions (one small row each), one
-  after another in this thread: what a step's checkpoint cannot beat.
+* ``raw commit``: the floor — 3 N single-row transactions (an upsert of one small row),
+  one after another in this thread: what a step's checkpoint cannot beat one at a time.
 * ``fsmflow, 1 worker``: ``start_run`` N times, one in-process :class:`Worker`
-  (concurrency 16) runs them.
+  (concurrency 16) runs them; ``RunHandle.result`` for each.
 * ``fsmflow, 4 processes``: the same with four ``fsmflow worker`` processes (started and
-  ready before the clock starts).
-* ``DBOS``: DBOS Transact with its SQLite system database, ``DBOS.start_workflow`` N
-  times (its executor runs them in threads), three ``@DBOS.step`` s per workflow.
+  ready before the clock starts). On SQLite, which has no cross-process notifications,
+  the workers and this process look for each other's every 10 ms (``--poll-interval``).
+* ``DBOS``: DBOS Transact with its system database on the same database,
+  ``DBOS.start_workflow`` N times (its executor runs them in threads), three
+  ``@DBOS.step`` s per workflow.
 
-Results are checked after timing (every output right). ``--quick`` for a short run.
+Results are checked after timing (every output right). ``--quick`` for a short run;
+``--backend sqlite|postgres`` for one database only. PostgreSQL is the server at
+``FSMFLOW_BENCH_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``);
+the benchmark creates its databases there and drops them at the end.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -26,10 +35,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import psycopg
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,13 +52,18 @@ from bench._common import (
     format_table,
     measure_rounds,
     parse_settings,
+    ratio,
     write_json,
 )
 from fsmflow.durable import StepContext, Worker, Workflow, start_run
-from fsmflow.store import SqliteStore
+from fsmflow.store import Store, open_store
 
 WORKFLOWS = 200
+#: How often SQLite listeners in the four-process contestant look for other processes'
+#: notifications (the workers' and this process's result waiters').
+SQLITE_POLL = 0.01
 ROOT = Path(__file__).resolve().parent.parent
+SERVER = os.environ.get("FSMFLOW_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 three = Workflow("bench_three", input=int, output=int)
 
@@ -67,55 +83,108 @@ async def three_(ctx: StepContext, n: int, b: int) -> int:
     return b + 1
 
 
-class Scratch:
-    """A fresh directory per round, removed at the end."""
+class Databases:
+    """Fresh databases, one per contestant and round: SQLite files in a scratch
+    directory, PostgreSQL databases on the server; all removed by :meth:`close`."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="bench-durable-"))
         self.count = 0
+        self.created: list[str] = []
 
-    def path(self, name: str) -> Path:
+    def new(self, backend: str, name: str) -> str:
+        """A new, empty database of ``backend``: a file path or a DSN."""
         self.count += 1
-        return self.root / f"{self.count}-{name}"
+        if backend == "sqlite":
+            return str(self.root / f"{self.count}-{name}.sqlite3")
+        database = f"fsmflow_bench_{os.getpid()}_{self.count}_{secrets.token_hex(3)}"
+        with psycopg.connect(SERVER, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{database}"')
+        self.created.append(database)
+        return _url(database)
+
+    def drop(self, location: str) -> None:
+        if location.startswith("postgresql"):
+            database = location.rsplit("/", 1)[1]
+            with psycopg.connect(SERVER, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            self.created.remove(database)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        for database in list(self.created):
+            self.drop(_url(database))
 
 
-def raw_commits(scratch: Scratch) -> Any:
+def _url(database: str) -> str:
+    """The URL of ``database`` on the benchmark's server (a URL that DBOS accepts too)."""
+    return SERVER.rsplit("/", 1)[0] + "/" + database
+
+
+def raw_commits(dbs: Databases, backend: str) -> Callable[[int, int], float]:
     def run(operations: int, warmup: int) -> float:
-        db = sqlite3.connect(scratch.path("raw.sqlite3"), isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB)")
+        location = dbs.new(backend, "raw")
+        if backend == "sqlite":
+            db = sqlite3.connect(location, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB)")
 
-        def body(count: int) -> None:
-            for i in range(3 * count):
+            def commit(i: int) -> None:
                 db.execute("BEGIN IMMEDIATE")
                 db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (f"k{i}", b"x" * 64))
                 db.execute("COMMIT")
 
-        body(warmup)
-        start = time.perf_counter()
-        body(operations)
-        seconds = time.perf_counter() - start
-        assert db.execute("SELECT COUNT(*) FROM kv").fetchone()[0] == 3 * max(operations, warmup)
-        db.close()
+            def count() -> int:
+                return int(db.execute("SELECT COUNT(*) FROM kv").fetchone()[0])
+
+        else:
+            pg = psycopg.connect(location, autocommit=True)
+            pg.execute("CREATE TABLE kv (key text PRIMARY KEY, value bytea)")
+
+            def commit(i: int) -> None:
+                pg.execute(
+                    "INSERT INTO kv VALUES (%s, %s)"
+                    " ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                    (f"k{i}", b"x" * 64),
+                )
+
+            def count() -> int:
+                return int((pg.execute("SELECT COUNT(*) FROM kv").fetchone() or (0,))[0])
+
+        def body(workflows: int) -> None:
+            for i in range(3 * workflows):
+                commit(i)
+
+        try:
+            body(warmup)
+            start = time.perf_counter()
+            body(operations)
+            seconds = time.perf_counter() - start
+            assert count() == 3 * max(operations, warmup)
+        finally:
+            if backend == "sqlite":
+                db.close()
+            else:
+                pg.close()
+            dbs.drop(location)
         return seconds
 
     return run
 
 
-async def _start_and_wait(store: SqliteStore, count: int, base: int) -> list[int]:
+async def _start_and_wait(store: Store, count: int, base: int) -> list[int]:
     handles = [await start_run(store, three, base + i) for i in range(count)]
-    return [await h.result(poll_interval=0.02) for h in handles]
+    return [await h.result() for h in handles]
 
 
-def fsmflow_in_process(scratch: Scratch) -> Any:
+def fsmflow_in_process(dbs: Databases, backend: str) -> Callable[[int, int], float]:
     def run(operations: int, warmup: int) -> float:
+        location = dbs.new(backend, "one")
+
         async def main() -> float:
-            async with await SqliteStore.open(scratch.path("one.sqlite3")) as store:
-                worker = Worker(store, [three], concurrency=16, poll_interval=0.005)
+            async with await open_store(location) as store:
+                worker = Worker(store, [three], concurrency=16)
                 async with anyio.create_task_group() as tg:
                     await tg.start(worker.run)
                     await _start_and_wait(store, warmup, 10**6)
@@ -126,34 +195,26 @@ def fsmflow_in_process(scratch: Scratch) -> Any:
                 assert results == [i + 3 for i in range(operations)]
                 return seconds
 
-        return trio.run(main)
+        try:
+            return trio.run(main)
+        finally:
+            dbs.drop(location)
 
     return run
 
 
-def fsmflow_processes(scratch: Scratch, workers: int) -> Any:
+def fsmflow_processes(dbs: Databases, backend: str, workers: int) -> Callable[[int, int], float]:
     def run(operations: int, warmup: int) -> float:
-        db = scratch.path("pool.sqlite3")
-        trio.run(_touch, db)
+        location = dbs.new(backend, "pool")
+        trio.run(_touch, location)
+        command = [sys.executable, "-m", "fsmflow", "worker", "bench.bench_durable:three"]
+        command += ["--store", location, "--concurrency", "16"]
+        if backend == "sqlite":
+            # SQLite has no cross-process notification: a listener polls a counter.
+            command += ["--poll-interval", str(SQLITE_POLL)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         pool = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fsmflow",
-                    "worker",
-                    "bench.bench_durable:three",
-                    "--store",
-                    str(db),
-                    "--concurrency",
-                    "16",
-                    "--poll-interval",
-                    "0.005",
-                ],
-                cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                stderr=subprocess.PIPE,
-            )
+            subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE)
             for _ in range(workers)
         ]
         try:
@@ -162,7 +223,8 @@ def fsmflow_processes(scratch: Scratch, workers: int) -> Any:
                 process.stderr.readline()  # "worker ... serving ..." once it is ready
 
             async def main() -> float:
-                async with await SqliteStore.open(db) as store:
+                options = {"poll_interval": SQLITE_POLL} if backend == "sqlite" else {}
+                async with await open_store(location, **options) as store:
                     await _start_and_wait(store, warmup, 10**6)
                     start = time.perf_counter()
                     results = await _start_and_wait(store, operations, 0)
@@ -177,29 +239,46 @@ def fsmflow_processes(scratch: Scratch, workers: int) -> Any:
                 process.wait(timeout=60)
                 if process.stderr is not None:
                     process.stderr.close()
+            dbs.drop(location)
 
     return run
 
 
-async def _touch(path: Path) -> None:
-    async with await SqliteStore.open(path):
+async def _touch(location: str) -> None:
+    async with await open_store(location):
         pass
 
 
-def dbos_runner(scratch: Scratch) -> Any:
+_dbos_workflow: Any = None
+
+
+def _dbos_three() -> Any:
+    """DBOS's three-step workflow, registered once (DBOS wants unique names)."""
+    global _dbos_workflow
+    if _dbos_workflow is None:
+        from dbos import DBOS
+
+        @DBOS.step()
+        def d_one(n: int) -> int:
+            return n + 1
+
+        @DBOS.workflow()
+        def d_three(n: int) -> int:
+            return d_one(d_one(d_one(n)))
+
+        _dbos_workflow = d_three
+    return _dbos_workflow
+
+
+def dbos_runner(dbs: Databases, backend: str) -> Callable[[int, int], float]:
     from dbos import DBOS
 
-    @DBOS.step()
-    def d_one(n: int) -> int:
-        return n + 1
-
-    @DBOS.workflow()
-    def d_three(n: int) -> int:
-        return d_one(d_one(d_one(n)))
+    d_three = _dbos_three()
 
     def run(operations: int, warmup: int) -> float:
-        db = scratch.path("dbos.sqlite3")
-        DBOS(config={"name": "bench", "system_database_url": f"sqlite:///{db}"})
+        location = dbs.new(backend, "dbos")
+        url = f"sqlite:///{location}" if backend == "sqlite" else location
+        DBOS(config={"name": "bench", "system_database_url": url})
         DBOS.launch()
         try:
 
@@ -215,64 +294,73 @@ def dbos_runner(scratch: Scratch) -> Any:
             return seconds
         finally:
             DBOS.destroy()
+            dbs.drop(location)
 
     return run
 
 
-def main(argv: list[str] | None = None) -> list[Measurement]:
-    settings: Settings = parse_settings(__doc__ or "", argv)
-    scratch = Scratch()
+def _contestants(dbs: Databases, backend: str) -> list[tuple[str, int, Any]]:
+    label = "SQLite" if backend == "sqlite" else "PostgreSQL"
+    runners: list[tuple[str, int, Any]] = [
+        (f"{label}: raw commit (3 per workflow)", WORKFLOWS, raw_commits(dbs, backend)),
+        (f"{label}: fsmflow, 1 worker", WORKFLOWS, fsmflow_in_process(dbs, backend)),
+        (f"{label}: fsmflow, 4 processes", WORKFLOWS, fsmflow_processes(dbs, backend, 4)),
+    ]
     try:
-        runners: list[tuple[str, int, Any]] = [
-            ("raw commit (3 per workflow)", WORKFLOWS, raw_commits(scratch)),
-            ("fsmflow, 1 worker", WORKFLOWS, fsmflow_in_process(scratch)),
-            ("fsmflow, 4 processes", WORKFLOWS, fsmflow_processes(scratch, 4)),
-        ]
-        try:
-            runners.append(("DBOS Transact, 1 process", WORKFLOWS, dbos_runner(scratch)))
-        except ImportError:
-            print("DBOS Transact is not installed (pip install dbos): its row is left out")
-        print(f"durable three-step workflows on SQLite: {settings.repeats} rounds", flush=True)
+        runners.append((f"{label}: DBOS Transact, 1 process", WORKFLOWS, dbos_runner(dbs, backend)))
+    except ImportError:
+        print("DBOS Transact is not installed (pip install dbos): its rows are left out")
+    return runners
+
+
+def main(argv: list[str] | None = None) -> list[Measurement]:
+    args = list(sys.argv[1:] if argv is None else argv)
+    backends = ["sqlite", "postgres"]
+    if "--backend" in args:
+        at = args.index("--backend")
+        backends = [args[at + 1]]
+        del args[at : at + 2]
+    settings: Settings = parse_settings(__doc__ or "", args)
+    dbs = Databases()
+    try:
+        runners = [r for backend in backends for r in _contestants(dbs, backend)]
+        print(
+            f"durable three-step workflows on {' and '.join(backends)}: "
+            f"{settings.repeats} rounds, interleaved",
+            flush=True,
+        )
         measured = measure_rounds(runners, settings)
     finally:
-        scratch.close()
-    raw = measured[0]
+        dbs.close()
+    print("(a 2-core machine shared with other work: compare ratios, not absolute rates)")
     rows = []
     for m in measured:
-        # How many raw commits fit in the time one of this contestant's steps takes.
-        per_step_commits = raw.median_rate / m.median_rate
-        rows.append(
-            [
-                m.name,
-                m.summary(),
-                m.summary(scale=3),
-                "-" if m is raw else f"{per_step_commits:.2f}",
-            ]
-        )
-    print("(a 2-core machine shared with other work: compare ratios, not absolute rates)")
+        label = m.name.split(":", 1)[0]
+        raw = next(r for r in measured if r.name == f"{label}: raw commit (3 per workflow)")
+        # How many raw commits fit in the time one of this contestant's steps takes
+        # (ratio of the medians, and its range over the paired rounds).
+        cost = "-" if m is raw else ratio(raw, m).replace("x", "")
+        rows.append([m.name, m.summary(), m.summary(scale=3), cost])
     print(
         format_table(
             ["contestant", "workflows/s", "steps/s", "cost of a step in raw commits"], rows
         )
     )
     by_name = {m.name: m for m in measured}
-    ours = by_name["fsmflow, 1 worker"]
-    for name, m in by_name.items():
-        if name.startswith("DBOS"):
-            pairs = [
-                (ours.operations / a) / (m.operations / b)
-                for a, b in zip(ours.seconds, m.seconds, strict=True)
-            ]
-            print(
-                f"fsmflow (1 worker) / {name}: {ours.median_rate / m.median_rate:.2f}x "
-                f"({min(pairs):.2f}..{max(pairs):.2f})"
-            )
+    for backend in backends:
+        label = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        dbos = by_name.get(f"{label}: DBOS Transact, 1 process")
+        if dbos is None:
+            continue
+        for ours in ("1 worker", "4 processes"):
+            mine = by_name[f"{label}: fsmflow, {ours}"]
+            print(f"{label}: fsmflow ({ours}) / DBOS Transact: {ratio(mine, dbos)}")
     if settings.json_path is not None:
         write_json(
             settings.json_path,
             {
                 "benchmark": "durable",
-                "environment": environment(["fsmflow", "dbos", "trio", "anyio"]),
+                "environment": environment(["fsmflow", "dbos", "trio", "anyio", "psycopg"]),
                 "results": [m.as_json() for m in measured],
             },
         )

@@ -42,7 +42,6 @@ from ._errors import (
 )
 from ._fsm import RunEvent, RunProgress
 from ._handle import RunHandle, start_run
-from ._keeper import LeaseKeeper
 from ._policy import DEFAULT_QUEUE, NO_RETRY, Queue, RetryPolicy
 from ._records import RunRecord, RunStatus
 from ._supervisor import RunSettings, StepContext, WorkflowRun
@@ -56,7 +55,6 @@ __all__ = [
     "Durable",
     "DurableBinding",
     "DurableError",
-    "LeaseKeeper",
     "OutputTooLarge",
     "PlansCheckpoints",
     "Queue",

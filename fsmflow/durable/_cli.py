@@ -1,6 +1,6 @@
 """The command line of durable runs.
 
-* ``fsmflow worker MODULE:ATTR [MODULE:ATTR ...] --store PATH`` runs a :class:`Worker`
+* ``fsmflow worker MODULE:ATTR [MODULE:ATTR ...] --store PATH_OR_DSN`` runs a :class:`Worker`
   for the workflows named (an attribute may also be a list or tuple of workflows) until
   SIGINT or SIGTERM, which hand its runs back at once.
 * :func:`register_runs_subcommands` adds ``list``, ``show``, ``cancel``, ``retry`` and
@@ -30,7 +30,8 @@ import anyio
 import attrs
 import trio
 
-from ..store import SqliteStore, Store, StoreError
+from .. import store as stores
+from ..store import Store, StoreError, is_postgres_dsn
 from ._control import (
     cancel_durable_run,
     list_durable_runs,
@@ -60,10 +61,23 @@ def register(commands: Commands) -> None:
         ),
     )
     parser.add_argument("targets", metavar="MODULE:ATTR", nargs="+")
-    parser.add_argument("--store", required=True, metavar="PATH_OR_DSN", help="SQLite file")
+    parser.add_argument(
+        "--store",
+        required=True,
+        metavar="PATH_OR_DSN",
+        help="a SQLite file, or a PostgreSQL DSN (postgresql://user@host/db)",
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--lease-ttl", type=float, default=30.0)
-    parser.add_argument("--poll-interval", type=float, default=0.25)
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=1.0,
+        help=(
+            "how far ahead an idle worker looks for due runs (it wakes on notifications; "
+            "on SQLite it also looks this often for other processes' notifications)"
+        ),
+    )
     parser.add_argument("--sweep-interval", type=float, default=10.0)
     parser.add_argument("--max-recoveries", type=int, default=5)
     parser.add_argument("--inline-wait", type=float, default=1.0)
@@ -96,18 +110,14 @@ def load_workflows(reference: str) -> list[Workflow[Any, Any]]:
     return flows
 
 
-async def open_store(location: str) -> Store:
-    """The store at ``location``: a SQLite file path (PostgreSQL DSNs once
-    ``PostgresStore`` exists)."""
-    if location.startswith(("postgres://", "postgresql://")):
-        from .. import store as stores
-
-        postgres = getattr(stores, "PostgresStore", None)
-        if postgres is None:
-            raise DurableError("this fsmflow has no PostgresStore yet; use a SQLite path")
-        opened: Store = await postgres.open(location)
-        return opened
-    return await SqliteStore.open(location)
+async def open_store(location: str, *, poll_interval: float | None = None) -> Store:
+    """The store ``location`` names: a PostgreSQL DSN (``postgresql://...`` or a libpq
+    ``key=value`` string) or the path of a SQLite file (see
+    :func:`fsmflow.store.open_store`). On SQLite, ``poll_interval`` is how often a
+    listener looks for other processes' notifications (PostgreSQL delivers them)."""
+    if poll_interval is None or is_postgres_dsn(location):
+        return await stores.open_store(location)
+    return await stores.open_store(location, poll_interval=poll_interval)
 
 
 def _worker(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -123,7 +133,7 @@ def _worker(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 async def _serve(flows: list[Workflow[Any, Any]], args: argparse.Namespace) -> None:
-    store = await open_store(args.store)
+    store = await open_store(args.store, poll_interval=args.poll_interval)
     try:
         worker = Worker(
             store,
@@ -156,7 +166,7 @@ async def _serve(flows: list[Workflow[Any, Any]], args: argparse.Namespace) -> N
 def register_runs_subcommands(actions: Commands, *, names: Sequence[str] = ()) -> None:
     """Add durable-run actions to a ``runs`` command's subparsers ``actions``: ``list``,
     ``show``, ``cancel``, ``retry``, ``signal`` (or only those in ``names``). Each takes
-    the store (``STORE``: a SQLite path) as its first argument."""
+    the store (``STORE``: a SQLite path or a PostgreSQL DSN) as its first argument."""
     wanted = set(names or ("list", "show", "cancel", "retry", "signal"))
     specs: list[tuple[str, str, Callable[..., Awaitable[Any]], list[tuple[str, str]]]] = [
         ("list", "one line per durable run", _list, []),
@@ -179,7 +189,7 @@ def register_runs_subcommands(actions: Commands, *, names: Sequence[str] = ()) -
         if name not in wanted:
             continue
         parser = actions.add_parser(name, help=help_text, description=help_text)
-        parser.add_argument("store", metavar="STORE", help="the SQLite file")
+        parser.add_argument("store", metavar="STORE", help="a SQLite file or a PostgreSQL DSN")
         for dest, metavar in positionals:
             parser.add_argument(dest, metavar=metavar)
         if name == "list":
@@ -264,7 +274,7 @@ def _run_command(
     command: Callable[..., Awaitable[Any]],
     args: argparse.Namespace,
 ) -> int:
-    if "://" not in args.store and not Path(args.store).is_file():
+    if not is_postgres_dsn(args.store) and not Path(args.store).is_file():
         parser.error(f"{args.store} does not exist")
     try:
         output = trio.run(_query, args.store, command, args)

@@ -16,6 +16,7 @@ from ..store import (
     DropLease,
     LeaseHeld,
     LeaseLost,
+    Notify,
     OfferLease,
     Put,
     ReleaseLease,
@@ -31,9 +32,11 @@ from ._records import (
     decode_record,
     dumps,
     encode_record,
+    ended_channel,
     gc_resource,
     journal_log,
     load_json,
+    queue_channel,
 )
 
 #: How long an operation holds a run's lease to change its record.
@@ -156,7 +159,11 @@ async def send_control(store: Store, run_id: str, header: dict[str, Any], value:
     if record.status.is_final:
         return False
     await store.write_batch(
-        [Append(control_log(run_id), frame(header, value)), OfferLease(record.resource)]
+        [
+            Append(control_log(run_id), frame(header, value)),
+            OfferLease(record.resource),
+            Notify(queue_channel(record.queue)),
+        ]
     )
     return True
 
@@ -196,6 +203,7 @@ async def cancel_durable_run(store: Store, run_id: str) -> bool:
                             Put(RUNS, run_id, encode_record(done)),
                             ReleaseLease(record.resource, lease.token, math.inf),
                             OfferLease(gc_resource(run_id), record.retention),
+                            Notify(ended_channel(run_id)),
                         ],
                         fence=lease.fence,
                     )
@@ -248,6 +256,7 @@ async def retry_durable_run(store: Store, run_id: str) -> None:
             Put(RUNS, run_id, encode_record(revived)),
             ReleaseLease(record.resource, lease.token, 0.0),
             DropLease(gc_resource(run_id)),
+            Notify(queue_channel(record.queue)),
         ],
         fence=lease.fence,
     )

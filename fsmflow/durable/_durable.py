@@ -18,13 +18,22 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-import anyio
 import attrs
 
 from ..fsm import FsmSpec, StateMachine
-from ..store import BatchOp, Codec, Lease, OfferLease, Put, ReleaseLease, Store
+from ..store import (
+    BatchOp,
+    Codec,
+    HeldLease,
+    Lease,
+    Notify,
+    OfferLease,
+    Put,
+    ReleaseLease,
+    Store,
+    keep_lease,
+)
 from ..supervisor import EventLoopDirective, ExitKind, RunOutcome, SelfSupervised, Supervisor
-from ._keeper import LeaseKeeper
 from ._records import (
     FINAL_STATUSES,
     RUNS,
@@ -34,6 +43,7 @@ from ._records import (
     decode_text,
     encode_record,
     encode_text,
+    ended_channel,
     gc_resource,
     run_resource,
 )
@@ -105,6 +115,10 @@ class DurableBinding(Generic[S, C]):
     writes, but a crash may then re-run every step completed since the last commit, so
     only use it when steps are idempotent. Final states, parking and hand-offs are always
     committed at once.
+
+    ``holder`` is the :func:`~fsmflow.store.keep_lease` keeping the lease, if any: a
+    commit that releases the lease (a final state, parking, a hand-back) tells it so, and
+    it stops renewing.
     """
 
     def __init__(
@@ -115,12 +129,14 @@ class DurableBinding(Generic[S, C]):
         codec: StateCodec[S, C],
         *,
         throttle: float = 0.0,
+        holder: HeldLease | None = None,
     ) -> None:
         self.store = store
         self.record = record
         self.lease = lease
         self.codec = codec
         self.throttle = throttle
+        self.holder = holder
         self._deferred: list[BatchOp] = []
         self._last_commit = -math.inf
         #: Commits written (batches), for stats and tests.
@@ -159,7 +175,10 @@ class DurableBinding(Generic[S, C]):
             ops.append(ReleaseLease(self.lease.resource, self.lease.token, plan.release_after))
         if record.status in FINAL_STATUSES:
             ops.append(OfferLease(gc_resource(record.run_id), record.retention))
+            ops.append(Notify(ended_channel(record.run_id)))
         await self.store.write_batch(ops, fence=self.lease.fence)
+        if plan.release_after is not None:
+            self._released()
         self._deferred.clear()
         self._last_commit = now
         self.record = record
@@ -180,6 +199,11 @@ class DurableBinding(Generic[S, C]):
             fence=self.lease.fence,
         )
         self.record = record
+        self._released()
+
+    def _released(self) -> None:
+        if self.holder is not None:
+            self.holder.give_up()
 
 
 class Durable(SelfSupervised[S, E, C, A]):
@@ -265,17 +289,20 @@ async def run_durably(
     The first call starts from the supervisor's initial state and context; a later call
     (after a crash, in any process) resumes from the last committed transition. A run that
     already terminated is not run again: its stored final state is returned. Raises
-    :class:`~fsmflow.store.LeaseHeld` while another process runs it; a lost lease ends the
-    run with a :class:`~fsmflow.supervisor.SupervisorError` caused by
-    :class:`~fsmflow.store.LeaseLost`.
+    :class:`~fsmflow.store.LeaseHeld` while another process runs it. A lost lease ends the
+    run at once: with :class:`~fsmflow.store.LeaseLost` when a renewal found it taken
+    over (the run is cancelled), or with a :class:`~fsmflow.supervisor.SupervisorError`
+    caused by :class:`~fsmflow.store.LeaseLost` when a commit was refused first.
     """
     state_codec: StateCodec[S, C] = StateCodec.of(codec or Codec(), state_type, context_type)
     resource = run_resource("supervisors", 0, "any", run_id)
     lease = await store.acquire_lease(
         resource, owner or f"run_durably-{uuid.uuid4().hex}", lease_ttl
     )
-    keeper = LeaseKeeper(store, lease_ttl)
-    try:
+    # The lease is kept (renewed, the run cancelled if it is lost) by the store's own
+    # mechanism; a run that stops without finishing releases it, so a restart need not
+    # wait for it to expire.
+    async with keep_lease(store, lease, lease_ttl) as held:
         stored = await store.get(RUNS, run_id)
         if stored is None:
             now = time.time()
@@ -296,30 +323,8 @@ async def run_durably(
             )
         else:
             record = decode_record(stored.value, run_id)
-        binding = DurableBinding(store, record, lease, state_codec, throttle=throttle)
+        binding = DurableBinding(store, record, lease, state_codec, throttle=throttle, holder=held)
         state, ctx = binding.restore()
         if record.status in FINAL_STATUSES:
-            await store.release_lease(lease)
             return RunOutcome(supervisor.name, ExitKind.TERMINATED, state, 0, 0, 0)
-        wrapped = Durable(supervisor, binding)
-        try:
-            async with anyio.create_task_group() as tg:
-                keeper.hold(lease, tg.cancel_scope)
-                tg.start_soon(keeper.run)
-                try:
-                    outcome = await wrapped.run(state, ctx)
-                finally:
-                    tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            # Only the run can fail here (the keeper never raises): surface its error as
-            # the caller would get it from supervisor.run().
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from group.exceptions[0].__cause__
-            raise
-        if keeper.lost:
-            from ..store import LeaseLost
-
-            raise LeaseLost(resource, lease.token, None, None)
-        return outcome
-    finally:
-        keeper.drop(resource)
+        return await Durable(supervisor, binding).run(state, ctx)

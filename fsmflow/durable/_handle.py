@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from ..store import OfferLease, Put, Store, VersionConflict
+from ..store import Notify, OfferLease, Put, Store, VersionConflict
 from ._control import (
     cancel_durable_run,
     load_record,
@@ -24,6 +24,8 @@ from ._records import (
     RunStatus,
     encode_record,
     encode_text,
+    ended_channel,
+    queue_channel,
     run_resource,
 )
 from ._workflow import Workflow
@@ -54,19 +56,26 @@ class RunHandle(Generic[I, O]):
     async def status(self) -> RunStatus:
         return (await self.record()).status
 
-    async def result(self, *, poll_interval: float = 0.05, wait: bool = True) -> O:
-        """The run's output once it completed, waiting for it (checking every
-        ``poll_interval`` seconds) unless ``wait=False`` (then
+    async def result(self, *, poll_interval: float = 1.0, wait: bool = True) -> O:
+        """The run's output once it completed, waiting for it unless ``wait=False`` (then
         :class:`~fsmflow.durable.RunNotFinished` while it runs). A run that ended otherwise
         raises :class:`~fsmflow.durable.RunFailed` naming its final status, the error, and
-        which undos ran and which failed."""
-        while True:
-            record = await self.record()
-            if record.status.is_final:
-                break
+        which undos ran and which failed.
+
+        The wait sleeps until the store announces that a run ended (a notification the
+        run's final commit sends: LISTEN/NOTIFY on PostgreSQL), then re-reads the run;
+        ``poll_interval`` is only the fallback for a notification that never arrives (a
+        ``SqliteStore`` in another process is heard at the store's own ``poll_interval``).
+        Bound the wait with a cancel scope."""
+        record = await self.record()
+        if not record.status.is_final:
             if not wait:
                 raise RunNotFinished(f"run {self.run_id!r} is {record.status.value}")
-            await anyio.sleep(poll_interval)
+            # Read again once listening: an end committed in between is not missed.
+            async with self.store.listen(ended_channel(self.run_id)) as ended:
+                while not (record := await self.record()).status.is_final:
+                    with anyio.move_on_after(poll_interval):
+                        await ended.wait()
         if record.status is RunStatus.COMPLETED and record.result is not None:
             value: O = self.workflow.codec.decode(
                 record.result.encode(), self.workflow.output_type, f"{RUNS}/{self.run_id} result"
@@ -172,6 +181,8 @@ async def start_run(
         Put(RUNS, run_id, encode_record(record), expected_version=0),
         OfferLease(resource, delay),
     ]
+    if delay <= 0:
+        ops.append(Notify(queue_channel(queue.name)))  # a delayed start wakes by its timer
     try:
         await store.write_batch(ops)
     except VersionConflict:

@@ -9,6 +9,8 @@ Layout (``ID`` is the run id):
   batch as the record that says the fact exists; restoring a run reads it once;
 * log ``fsmflow.durable.control/ID``: signals and cancel requests sent from outside;
 * key/value namespace ``fsmflow.durable.idempotency``: idempotency key -> run id;
+* notification channels: ``fsmflow.durable.queue:QUEUE`` wakes the queue's workers,
+  ``fsmflow.durable.ended:N`` wakes the waiters of results (:func:`ended_channel`);
 * leases: ``fsmflow.durable.run/QUEUE/LEVEL/VERSION/ID`` owns the run (whoever holds it may
   write the run; a free one offered for a time is a pending run, a durable timer or a
   retry); ``fsmflow.durable.gc/ID`` offered for the end of the run's retention;
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import json
+import zlib
 from typing import Any
 
 import attrs
@@ -52,6 +55,23 @@ def run_resource(queue: str, level: int, version: str, run_id: str) -> str:
 
 def gc_resource(run_id: str) -> str:
     return GC_LEASES + run_id
+
+
+#: Result waiters listen on one of this many channels (a run's is fixed by its id), so a
+#: store keeps a bounded set of channels however many runs there are.
+ENDED_CHANNELS = 64
+
+
+def queue_channel(queue: str) -> str:
+    """The notification channel that wakes the workers of ``queue``: new runs, signals,
+    cancel requests and freed concurrency slots are announced on it."""
+    return f"fsmflow.durable.queue:{queue}"
+
+
+def ended_channel(run_id: str) -> str:
+    """The notification channel on which a run's end is announced (shared by the runs
+    whose ids fall in the same bucket: a waiter re-reads its run on every wake-up)."""
+    return f"fsmflow.durable.ended:{zlib.crc32(run_id.encode()) % ENDED_CHANNELS}"
 
 
 class RunStatus(enum.Enum):

@@ -20,7 +20,7 @@ import anyio.to_thread
 import attrs
 
 from ..fsm import FsmSpec, StateMachine
-from ..store import Append, BatchOp, EncodeError, OfferLease, StoreError
+from ..store import Append, BatchOp, EncodeError, Notify, OfferLease, StoreError
 from ..supervisor import TERMINATE, EventLoopDirective, SelfSupervised, Trigger
 from ._durable import CheckpointPlan, DurableBinding
 from ._errors import OutputTooLarge, SignalTimeout, StepFailed, UnknownSignal
@@ -42,7 +42,7 @@ from ._fsm import (
 )
 from ._fsm import StepFailed as StepFailedEvent
 from ._journal import field, frame, unframe
-from ._records import RunStatus, control_log, encode_text, journal_log
+from ._records import RunStatus, control_log, encode_text, journal_log, queue_channel
 
 if TYPE_CHECKING:
     from ..store import LogEntry
@@ -416,7 +416,10 @@ class WorkflowRun(SelfSupervised[Any, RunEvent, RunProgress, Any]):
                 self.control_log, after=max(seen, self.progress.signal_cursor), limit=1
             )
             if fresh:
-                await self.binding.store.write_batch([OfferLease(self.binding.lease.resource)])
+                record = self.binding.record
+                await self.binding.store.write_batch(
+                    [OfferLease(record.resource), Notify(queue_channel(record.queue))]
+                )
         except StoreError:  # the next claim or signal will wake it; nothing is lost
             pass
 

@@ -2,10 +2,17 @@
 
 There is no control plane: every worker claims runs (free ones that are due — new runs,
 due timers, retries, woken runs — and held ones whose lease expired, which is how a dead
-worker's runs are recovered), renews the leases it holds, and sweeps finished runs past
-their retention. Recovery latency is bounded by ``lease_ttl + poll_interval``: a dead
-worker's lease expires ``lease_ttl`` after its last renewal, and every live worker polls
-every ``poll_interval``.
+worker's runs are recovered), keeps the leases it holds with the store's
+:func:`~fsmflow.store.keep_lease`, and sweeps finished runs past their retention.
+
+An idle worker does not poll the store with writes: it sleeps until a notification on
+its queues' channels (a new run, a signal, a cancel request, a freed slot: LISTEN/NOTIFY
+on PostgreSQL) or until the next lease under its prefixes falls due, which it learns
+with a read (:meth:`~fsmflow.store.LeaseStore.next_claimable`) looking ``poll_interval``
+ahead. So a durable timer fires when due, and a dead worker's run is taken over as soon
+as its lease expires: recovery latency is at most ``lease_ttl`` after the dead worker's
+last renewal plus ``poll_interval`` (the look-ahead a worker missed while busy), as long
+as some worker has a free slot.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
@@ -22,12 +30,15 @@ import attrs
 from ..store import (
     Delete,
     DropLease,
+    HeldLease,
     Lease,
     LeaseLost,
+    Notify,
     ReleaseLease,
     Remove,
     Store,
     StoreError,
+    keep_lease,
 )
 from ..supervisor import SupervisorError
 from ._admission import (
@@ -39,17 +50,18 @@ from ._admission import (
 )
 from ._durable import Durable, DurableBinding, StateCodec
 from ._fsm import RunProgress
-from ._keeper import LeaseKeeper
 from ._policy import Queue
 from ._records import (
     GC_LEASES,
     IDEMPOTENCY,
+    RUN_LEASES,
     RUNS,
     RunRecord,
     RunStatus,
     control_log,
     decode_record,
     journal_log,
+    queue_channel,
     run_prefix,
 )
 from ._supervisor import RunSettings, WorkflowRun
@@ -78,9 +90,14 @@ class WorkerStats:
 
 
 class _Claimed:
-    """The binding of a claimed run, once there is one (for handing it back)."""
+    """What a claimed run holds: its lease, its slots, and its binding once there is one
+    (for handing it back)."""
 
-    binding: DurableBinding[Any, RunProgress] | None = None
+    def __init__(self, run: HeldLease, stack: AsyncExitStack) -> None:
+        self.run = run
+        self.slots: list[HeldLease] = []
+        self.stack = stack
+        self.binding: DurableBinding[Any, RunProgress] | None = None
 
 
 def _state_codec(workflow: Workflow[Any, Any]) -> StateCodec[Any, RunProgress]:
@@ -100,6 +117,9 @@ class Worker:
 
     ``lease_ttl`` bounds how long a dead worker's runs stay unclaimed; a step may block
     the event loop for at most a third of it (use ``blocking=True`` steps for CPU work).
+    ``poll_interval`` is how far ahead an idle worker looks for leases falling due (and
+    its fallback when a notification is lost): see the module docstring for the
+    recovery-latency bound. ``sweep_interval`` paces the deletion of finished runs.
     ``max_recoveries``: a run taken over more often is dead-lettered (a step that kills
     its worker every time must not kill them all). ``settings`` tunes in-place waits and
     the checkpoint throttle.
@@ -113,7 +133,7 @@ class Worker:
         concurrency: int = 16,
         owner: str | None = None,
         lease_ttl: float = 30.0,
-        poll_interval: float = 0.25,
+        poll_interval: float = 1.0,
         sweep_interval: float = 10.0,
         max_recoveries: int = 5,
         settings: RunSettings | None = None,
@@ -133,7 +153,6 @@ class Worker:
         self.gc_batch = gc_batch
         self.queue_backoff = queue_backoff
         self.stats = WorkerStats()
-        self.keeper = LeaseKeeper(store, lease_ttl)
         self._by_version: dict[str, Workflow[Any, Any]] = {}
         self._codecs: dict[str, StateCodec[Any, RunProgress]] = {}
         queues: dict[str, Queue] = {}
@@ -157,7 +176,7 @@ class Worker:
             raise ValueError("a worker needs at least one workflow")
         self.queues = queues
         #: (queue, prefix) in claim order: higher priority levels first.
-        self._prefixes: list[tuple[Queue, str]] = sorted(
+        ordered: list[tuple[Queue, str]] = sorted(
             (
                 (queue, run_prefix(queue.name, level, version))
                 for version, workflow in self._by_version.items()
@@ -166,6 +185,17 @@ class Worker:
             ),
             key=lambda item: -int(item[1].split("/")[-3]),
         )
+        #: The claims one round makes, in order: prefixes of queues without a global
+        #: limit are claimed together (one write); a limited queue's after its slots.
+        self._claims: list[tuple[Queue | None, list[str]]] = []
+        for queue, prefix in ordered:
+            limited = queue if queue.concurrency is not None else None
+            last = self._claims[-1] if self._claims else None
+            if last is not None and last[0] is None and limited is None:
+                last[1].append(prefix)
+            else:
+                self._claims.append((limited, [prefix]))
+        self._prefixes = [prefix for _, prefix in ordered]
         self._running = 0
         self._wake = anyio.Event()
 
@@ -177,51 +207,63 @@ class Worker:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Claim and run until cancelled (``task_status.started()`` once set up)."""
+        """Claim and run until cancelled (``task_status.started()`` once set up: its
+        notification listeners are in place, so a run started afterwards wakes it)."""
         for queue in self.queues.values():
             if queue.concurrency is not None:
                 await offer_slots(self.store, queue_slot_prefix(queue), queue.concurrency)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self.keeper.run)
+            for name in self.queues:
+                await tg.start(self._listen, queue_channel(name))
             tg.start_soon(self._sweep_loop)
             task_status.started()
             await self._claim_loop(tg)
+
+    async def _listen(
+        self, channel: str, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with self.store.listen(channel) as listener:
+            task_status.started()
+            while True:
+                await listener.wait()
+                self._wake.set()
 
     # -- claiming -------------------------------------------------------------------------
 
     async def _claim_loop(self, tg: anyio.abc.TaskGroup) -> None:
         while True:
+            # From here on a notification or a run's end wakes the wait below.
+            self._wake = anyio.Event()
+            wait = self.poll_interval
             free = self.concurrency - self._running
-            got = 0
             if free > 0:
                 try:
-                    got = await self.claim(tg, free)
+                    due = await self.store.next_claimable(self._prefixes, within=wait)
+                    if due == 0.0 and await self.claim(tg, free):
+                        await anyio.lowlevel.checkpoint()
+                        continue  # more may be due: look again
+                    if due is not None and due > 0.0:
+                        wait = due  # the next timer or expiring lease
                 except StoreError as exc:
                     logger.warning("%s: claiming failed (will retry): %s", self.owner, exc)
-            if got and got < free:
-                continue  # more may be waiting behind what was claimed
-            if got and self._running < self.concurrency:
-                await anyio.lowlevel.checkpoint()
-                continue
-            self._wake = anyio.Event()
-            with anyio.move_on_after(self.poll_interval):
+            with anyio.move_on_after(wait):
                 await self._wake.wait()
 
     async def claim(self, tg: anyio.abc.TaskGroup, free: int) -> int:
         """Claim up to ``free`` runs, highest priority first, and start them in ``tg``."""
         total = 0
         store = self.store
-        for queue, prefix in self._prefixes:
+        for queue, prefixes in self._claims:
             limit = free - total
             if limit <= 0:
                 break
             slots: list[Lease] = []
-            if queue.concurrency is not None:
+            if queue is not None:
                 slots = await claim_queue_slots(store, queue, self.owner, self.lease_ttl, limit)
                 if not slots:
                     continue
                 limit = len(slots)
-            leases = await store.claim_leases(prefix, self.owner, self.lease_ttl, limit=limit)
+            leases = await store.claim_leases(prefixes, self.owner, self.lease_ttl, limit=limit)
             unused = slots[len(leases) :]
             if unused:
                 await store.write_batch([ReleaseLease(s.resource, s.token, 0.0) for s in unused])
@@ -235,69 +277,96 @@ class Worker:
     # -- running one claimed run ----------------------------------------------------------
 
     async def _execute(self, lease: Lease, slot: Lease | None) -> None:
-        held = [lease] if slot is None else [lease, slot]
-        box = _Claimed()
-        finished = False
         try:
-            with anyio.CancelScope() as scope:
-                for item in held:
-                    self.keeper.hold(item, scope)
+            async with AsyncExitStack() as stack:
+                # Let go without a word (an error that escaped everything), the run is
+                # claimable again after the backoff; its record still says it was held,
+                # so the next claim counts a recovery.
+                held = await stack.enter_async_context(
+                    keep_lease(self.store, lease, self.lease_ttl, release_after=self.queue_backoff)
+                )
+                claimed = _Claimed(held, stack)
+                if slot is not None:
+                    claimed.slots.append(
+                        await stack.enter_async_context(
+                            keep_lease(self.store, slot, self.lease_ttl, release_after=0.0)
+                        )
+                    )
+                finished = False
                 try:
-                    finished = await self._run_claimed(lease, held, box)
-                except LeaseLost as exc:
-                    self.stats.lost += 1
-                    logger.warning("%s: %s", self.owner, exc)
-                    finished = True
+                    finished = await self._run_claimed(claimed)
                 except SupervisorError as exc:
-                    if isinstance(exc.__cause__, LeaseLost):
-                        self.stats.lost += 1
-                        logger.warning("%s: %s", self.owner, exc.__cause__)
-                        finished = True
-                    else:
+                    if not isinstance(exc.__cause__, LeaseLost):
                         logger.error("%s: run failed, handing it back: %s", self.owner, exc)
+                    else:
+                        raise exc.__cause__ from None
                 except (StoreError, ValueError) as exc:
+                    if isinstance(exc, LeaseLost):
+                        raise
                     logger.error("%s: cannot run %s: %s", self.owner, lease.resource, exc)
-            if scope.cancelled_caught:
-                self.stats.lost += 1
-                finished = True
+                finally:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await self._let_go(claimed, finished)
+        except LeaseLost as exc:
+            self.stats.lost += 1
+            logger.warning("%s: %s", self.owner, exc)
+        except StoreError as exc:
+            # The store failed while the run was let go (its lease could be neither handed
+            # back nor released): the lease expires and a worker recovers the run.
+            logger.error("%s: could not let go of %s: %s", self.owner, lease.resource, exc)
         finally:
-            for item in held:
-                self.keeper.drop(item.resource)
-            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await self._let_go(lease, held[1:], box.binding, finished)
             self._running -= 1
             self._wake.set()
 
-    async def _let_go(
-        self,
-        lease: Lease,
-        slots: Sequence[Lease],
-        binding: DurableBinding[Any, RunProgress] | None,
-        finished: bool,
-    ) -> None:
-        """Release the slots; hand the run back when it stopped without finishing or
-        parking (an error, or this worker being cancelled)."""
+    async def _let_go(self, claimed: _Claimed, finished: bool) -> None:
+        """Hand the run back when it stopped without finishing or parking (an error, or
+        this worker being cancelled) and release the slots, each in a write that tells
+        its keeper (:meth:`~fsmflow.store.HeldLease.give_up`). A lease whose write did
+        not happen (a store error, no time left) is released by its keeper on exit."""
+        run = claimed.run
+        binding = claimed.binding
+        if binding is not None and binding.record.status.is_final:
+            self.stats.finished += 1
+            if binding.record.status is RunStatus.DEAD_LETTERED:
+                self.stats.dead_lettered += 1
+        # A run whose last commit released the lease (finished, parked, handed back) is
+        # let go already, even if this worker was cancelled right after that commit.
+        finished = finished or run.given_up
         try:
-            if not finished:
+            if not finished and not run.lost.is_set():
                 self.stats.handed_back += 1
-                if binding is not None:
-                    await binding.hand_back(self.queue_backoff)
+                if claimed.binding is not None:
+                    await claimed.binding.hand_back(self.queue_backoff)
                 else:
                     await self.store.write_batch(
-                        [ReleaseLease(lease.resource, lease.token, self.queue_backoff)]
+                        [ReleaseLease(run.lease.resource, run.lease.token, self.queue_backoff)],
+                        fence=run.fence,
                     )
-            if slots:
-                await self.store.write_batch(
-                    [ReleaseLease(s.resource, s.token, 0.0) for s in slots]
-                )
-        except (LeaseLost, StoreError) as exc:
-            logger.info("%s: letting go of %s: %s", self.owner, lease.resource, exc)
+                run.give_up()
+        except StoreError as exc:
+            logger.info("%s: letting go of %s: %s", self.owner, run.lease.resource, exc)
+        if finished:
+            run.give_up()
+        slots = [held for held in claimed.slots if not held.lost.is_set()]
+        if slots:
+            ops: list[Any] = [ReleaseLease(h.lease.resource, h.lease.token, 0.0) for h in slots]
+            try:
+                await self.store.write_batch([*ops, Notify(queue_channel(self._queue_of(run)))])
+                for held in slots:
+                    held.give_up()
+            except StoreError as exc:
+                logger.info("%s: releasing slots: %s", self.owner, exc)
 
-    async def _run_claimed(self, lease: Lease, held: list[Lease], box: _Claimed) -> bool:
-        """Run one claimed run (its binding goes in ``box`` as soon as there is one).
+    def _queue_of(self, run: HeldLease) -> str:
+        return run.lease.resource[len(RUN_LEASES) :].split("/", 1)[0]
+
+    async def _run_claimed(self, claimed: _Claimed) -> bool:
+        """Run one claimed run (its binding goes in ``claimed`` as soon as there is one).
         Returns whether the lease needs no hand-back (the run finished, parked, or was
         handed back already)."""
         store = self.store
+        held = claimed.run
+        lease = held.lease
         run_id = lease.resource.rsplit("/", 1)[1]
         stored = await store.get(RUNS, run_id)
         if stored is None:  # a lease without a run: the run was deleted
@@ -322,8 +391,9 @@ class Worker:
             lease,
             self._codecs[workflow.name],
             throttle=self.settings.checkpoint_throttle,
+            holder=held,
         )
-        box.binding = binding
+        claimed.binding = binding
         give_up = None
         if record.recoveries > self.max_recoveries:
             give_up = (
@@ -331,7 +401,7 @@ class Worker:
                 "its workers keep stopping while running it"
             )
         else:
-            wait = await self._admit(workflow.queue, record, held)
+            wait = await self._admit(workflow.queue, record, claimed)
             if wait is not None:
                 self.stats.handed_back += 1
                 await binding.hand_back(wait)
@@ -342,15 +412,10 @@ class Worker:
         run = WorkflowRun(workflow, binding, journal, self.settings, give_up=give_up)
         state, progress = binding.restore()
         await Durable(run, binding).run(state, progress)
-        status = binding.record.status
-        if status.is_final:
-            self.stats.finished += 1
-            if status is RunStatus.DEAD_LETTERED:
-                self.stats.dead_lettered += 1
-        return status.is_final or run.parked
+        return binding.record.status.is_final or run.parked
 
-    async def _admit(self, queue: Queue, record: RunRecord, held: list[Lease]) -> float | None:
-        """``None`` when the run may run now (its key slot, if any, added to ``held``),
+    async def _admit(self, queue: Queue, record: RunRecord, claimed: _Claimed) -> float | None:
+        """``None`` when the run may run now (its key slot, if any, kept with the run),
         else the seconds to wait before it is claimable again."""
         first_start = record.status is RunStatus.PENDING
         if queue.rate is not None and first_start:
@@ -363,8 +428,11 @@ class Worker:
             )
             if slot is None:
                 return self.queue_backoff
-            held.append(slot)
-            self.keeper.hold(slot, None)
+            claimed.slots.append(
+                await claimed.stack.enter_async_context(
+                    keep_lease(self.store, slot, self.lease_ttl, release_after=0.0)
+                )
+            )
         return None
 
     # -- sweeping -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ._errors import (
     StoreError,
     VersionConflict,
 )
-from ._holder import HeldLease, hold_lease, lease_channel
+from ._holder import HeldLease, hold_lease, keep_lease, lease_channel
 from ._memory import MemoryStore
 from ._open import is_postgres_dsn, open_store
 from ._protocols import (
@@ -107,6 +107,7 @@ __all__ = [
     "VersionConflict",
     "hold_lease",
     "is_postgres_dsn",
+    "keep_lease",
     "lease_channel",
     "open_store",
 ]

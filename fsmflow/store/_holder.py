@@ -1,11 +1,13 @@
-"""``hold_lease``: own a resource for as long as a block of code runs.
+"""``hold_lease`` and ``keep_lease``: own a resource for as long as a block of code runs.
 
-The helper engines use to run under a lease: it acquires (or, as a standby, waits to
-acquire), renews in the background at a fraction of the TTL, and the moment the lease is
-lost it cancels the block and raises :class:`~fsmflow.store.LeaseLost` — so an engine
-never goes on working for a resource someone else now owns. On a clean exit it releases
-the lease and notifies the resource's channel, so a standby takes over at once instead of
-waiting for the TTL.
+The one mechanism engines use to run under a lease (a reactor by name, a graph run, every
+durable run a worker claims): ``hold_lease`` acquires (or, as a standby, waits to
+acquire) and ``keep_lease`` takes a lease already claimed; both renew it in the
+background at a fraction of the TTL, and the moment the lease is lost they cancel the
+block and raise :class:`~fsmflow.store.LeaseLost` — so an engine never goes on working
+for a resource someone else now owns. On a clean exit the lease is released and the
+resource's channel notified, so a standby takes over at once instead of waiting for the
+TTL.
 """
 
 from __future__ import annotations
@@ -36,11 +38,24 @@ class HeldLease:
         #: Why it was lost: the store's LeaseLost, or the error that kept renewal from
         #: succeeding until the lease expired.
         self.error: StoreError | None = None
+        self._given_up = False
 
     @property
     def fence(self) -> Fence:
         """Pass this to ``write_batch`` for every write made under the lease."""
         return self.lease.fence
+
+    @property
+    def given_up(self) -> bool:
+        """Whether the block said it released the lease itself (:meth:`give_up`)."""
+        return self._given_up
+
+    def give_up(self) -> None:
+        """Say that the block released the lease itself, in a fenced batch of its own
+        (typically together with its last write): renewal stops, a renewal refused from
+        now on is no loss, and the lease is not released again on exit. Call it after
+        that batch committed."""
+        self._given_up = True
 
 
 @asynccontextmanager
@@ -57,17 +72,37 @@ async def hold_lease(
 
     Acquires the lease (raising :class:`LeaseHeld`, naming the holder, while someone else
     holds it — or, with ``standby=True``, waiting until the holder releases it or its
-    lease expires). A background task renews it every ``renew_every`` seconds (default
-    ``ttl / 3``). If a renewal finds the lease taken over, or renewals keep failing
-    until the lease must have expired, the block is cancelled, :attr:`HeldLease.lost` is
-    set and the ``async with`` raises that error (:class:`LeaseLost` or the store's
-    :class:`BackendError`); fenced writes the block makes meanwhile are refused by the
-    store anyway. When the block ends, the lease is released (unless lost).
+    lease expires), then keeps it as :func:`keep_lease` does.
     """
-    interval = ttl / 3 if renew_every is None else renew_every
-    if not (0 < interval < ttl):
-        raise ValueError(f"renew_every must be between 0 and the ttl ({ttl}), not {interval}")
-    held = HeldLease(await _acquire(store, resource, owner, ttl, standby))
+    interval = _interval(ttl, renew_every)
+    lease = await _acquire(store, resource, owner, ttl, standby)
+    async with keep_lease(store, lease, ttl, renew_every=interval) as held:
+        yield held
+
+
+@asynccontextmanager
+async def keep_lease(
+    store: Store,
+    lease: Lease,
+    ttl: float,
+    *,
+    renew_every: float | None = None,
+    release_after: float = math.inf,
+) -> AsyncIterator[HeldLease]:
+    """Keep ``lease`` (already acquired or claimed) while the ``async with`` block runs.
+
+    A background task renews it every ``renew_every`` seconds (default ``ttl / 3``). If a
+    renewal finds the lease taken over, or renewals keep failing until the lease must
+    have expired, the block is cancelled, :attr:`HeldLease.lost` is set and the ``async
+    with`` raises that error (:class:`LeaseLost` or the store's :class:`BackendError`);
+    fenced writes the block makes meanwhile are refused by the store anyway. When the
+    block ends, the lease is released — claimable again ``release_after`` seconds later
+    (default: never, until offered again) — and its channel (:func:`lease_channel`)
+    notified, unless it was lost or the block released it itself
+    (:meth:`HeldLease.give_up`).
+    """
+    interval = _interval(ttl, renew_every)
+    held = HeldLease(lease)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_renew, store, held, ttl, interval, tg.cancel_scope)
@@ -81,15 +116,22 @@ async def hold_lease(
             raise group.exceptions[0] from group.exceptions[0].__cause__
         raise
     finally:
-        if held.error is None:
-            await _release(store, held.lease)
+        if held.error is None and not held.given_up:
+            await _release(store, held.lease, release_after)
     if held.error is not None:
         raise held.error
 
 
-async def _release(store: Store, lease: Lease) -> None:
+def _interval(ttl: float, renew_every: float | None) -> float:
+    interval = ttl / 3 if renew_every is None else renew_every
+    if not (0 < interval < ttl):
+        raise ValueError(f"renew_every must be between 0 and the ttl ({ttl}), not {interval}")
+    return interval
+
+
+async def _release(store: Store, lease: Lease, delay: float) -> None:
     """Give the lease up and wake the standbys, even while being cancelled."""
-    release = ReleaseLease(lease.resource, lease.token, math.inf)
+    release = ReleaseLease(lease.resource, lease.token, delay)
     with anyio.CancelScope(shield=True), suppress(LeaseLost):
         await store.write_batch([release, Notify(lease_channel(lease.resource))])
 
@@ -113,16 +155,21 @@ async def _renew(
     renewed_at = anyio.current_time()
     while True:
         await anyio.sleep(interval)
+        if held.given_up:
+            return
         attempt = anyio.current_time()
         try:
-            held.lease = await store.renew_lease(held.lease, ttl)
+            renewed = await store.renew_lease(held.lease, ttl)
         except LeaseLost as exc:
+            if held.given_up:
+                return  # released by the block meanwhile: nothing was lost
             held.error = exc
         except StoreError as exc:
             if anyio.current_time() < renewed_at + ttl - interval:
                 continue  # a transient failure: try again while the lease surely holds
             held.error = exc
         else:
+            held.lease = renewed
             renewed_at = attempt
             continue
         held.lost.set()

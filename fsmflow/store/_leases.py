@@ -9,6 +9,7 @@ may be taken over, when a token grows, or what a fenced write must find.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from ._errors import LeaseHeld, LeaseLost
 from ._protocols import Fence, Lease
@@ -25,6 +26,11 @@ def check_ttl(ttl: float) -> None:
 def check_delay(delay: float) -> None:
     if math.isnan(delay) or delay < 0:
         raise ValueError(f"a lease delay must be >= 0 seconds (math.inf: never), not {delay!r}")
+
+
+def prefixes(prefix: str | Sequence[str]) -> list[str]:
+    """A claim's prefixes in priority order (one string is one prefix)."""
+    return [prefix] if isinstance(prefix, str) else list(prefix)
 
 
 def claimable(row: Lease, now: float) -> bool:

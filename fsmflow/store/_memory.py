@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -122,21 +123,39 @@ class MemoryStore(SingleOpWrites):
         await anyio.lowlevel.checkpoint()
         return self._leases.get(resource)
 
-    async def claim_leases(self, prefix: str, owner: str, ttl: float, *, limit: int) -> list[Lease]:
+    async def claim_leases(
+        self, prefix: str | Sequence[str], owner: str, ttl: float, *, limit: int
+    ) -> list[Lease]:
         await anyio.lowlevel.checkpoint()
+        _leases.check_ttl(ttl)
         now = self._clock()
-        ready = sorted(
-            (row for name, row in self._leases.items() if name.startswith(prefix)),
-            key=lambda row: (row.expires_at, row.resource),
-        )
-        claimed = []
-        for row in ready[: max(0, limit)]:
-            if not _leases.claimable(row, now):
-                break
-            lease = _leases.acquired(row, row.resource, owner, ttl, now)
-            self._leases[row.resource] = lease
-            claimed.append(lease)
+        claimed: list[Lease] = []
+        for one in _leases.prefixes(prefix):
+            ready = sorted(
+                (
+                    row
+                    for name, row in self._leases.items()
+                    if name.startswith(one) and _leases.claimable(row, now)
+                ),
+                key=lambda row: (row.expires_at, row.resource),
+            )
+            for row in ready[: max(0, limit - len(claimed))]:
+                lease = _leases.acquired(row, row.resource, owner, ttl, now)
+                self._leases[row.resource] = lease
+                claimed.append(lease)
         return claimed
+
+    async def next_claimable(self, prefix: str | Sequence[str], *, within: float) -> float | None:
+        await anyio.lowlevel.checkpoint()
+        _leases.check_delay(within)
+        now = self._clock()
+        due = [
+            row.expires_at
+            for name, row in self._leases.items()
+            if row.expires_at <= min(now + within, sys.float_info.max)
+            and any(name.startswith(one) for one in _leases.prefixes(prefix))
+        ]
+        return max(0.0, min(due) - now) if due else None
 
     # -- batches ----------------------------------------------------------------------
 

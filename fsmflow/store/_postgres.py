@@ -16,13 +16,14 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 import psycopg
 import psycopg_pool
 from psycopg import sql
 
+from . import _leases
 from . import _postgres_sql as pg
 from ._errors import BackendError, DecodeError, StoreError
 from ._group import GroupCommit, Request
@@ -166,10 +167,15 @@ class PostgresStore(SingleOpWrites):
     # -- writes -----------------------------------------------------------------------
 
     async def _write(
-        self, work: Callable[[pg.Connection], T], operation: str, channels: tuple[str, ...] = ()
+        self,
+        work: Callable[[pg.Connection], T] | Callable[[pg.Connection], pg.Later[T]],
+        operation: str,
+        channels: tuple[str, ...] = (),
     ) -> T:
         self._check_open()
-        return await self._group.submit(work, operation, channels)
+        # run_group settles a Later before it succeeds the request: callers get a T.
+        settled = cast("Callable[[pg.Connection], T]", work)
+        return await self._group.submit(settled, operation, channels)
 
     async def _execute(self, group: list[Request[Any]]) -> None:
         await self._writer.run(self._run_group, group)
@@ -197,7 +203,9 @@ class PostgresStore(SingleOpWrites):
     ) -> list[int | bool | None]:
         ops = list(ops)
         channels = tuple(op.channel for op in ops if isinstance(op, Notify))
-        return await self._write(pg.write_batch(self._tables, ops, fence), "write_batch", channels)
+        work = pg.write_batch(self._tables, ops, fence)
+        results: list[int | bool | None] = await self._write(work, "write_batch", channels)
+        return results
 
     async def save_checkpoint(self, run_id: str, step: int, value: bytes) -> None:
         await self._write(pg.save_checkpoint(self._tables, run_id, step, value), "save_checkpoint")
@@ -212,7 +220,9 @@ class PostgresStore(SingleOpWrites):
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         return await self._write(pg.renew_lease(self._tables, lease, ttl), "renew_lease")
 
-    async def claim_leases(self, prefix: str, owner: str, ttl: float, *, limit: int) -> list[Lease]:
+    async def claim_leases(
+        self, prefix: str | Sequence[str], owner: str, ttl: float, *, limit: int
+    ) -> list[Lease]:
         work = pg.claim_leases(self._tables, prefix, owner, ttl, limit)
         return await self._write(work, "claim_leases")
 
@@ -279,6 +289,17 @@ class PostgresStore(SingleOpWrites):
     async def get_lease(self, resource: str) -> Lease | None:
         rows = await self._read("get_lease", self._tables.lease, (resource,))
         return pg._lease(resource, rows[0]) if rows else None
+
+    async def next_claimable(self, prefix: str | Sequence[str], *, within: float) -> float | None:
+        _leases.check_delay(within)
+        lows = _leases.prefixes(prefix)
+        highs = [low + "\U0010ffff" for low in lows]
+        rows = await self._read(
+            "next_claimable", self._tables.next_claimable, (lows, highs, within)
+        )
+        if not rows or rows[0][0] is None:
+            return None
+        return max(0.0, float(rows[0][0]))
 
     async def clock(self) -> float:
         """The server's clock: every machine's leases are measured on it."""

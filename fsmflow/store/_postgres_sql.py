@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -33,6 +33,8 @@ from ._protocols import (
     ReleaseLease,
     Remove,
 )
+
+T = TypeVar("T")
 
 Connection: TypeAlias = psycopg.Connection[tuple[Any, ...]]
 
@@ -124,6 +126,22 @@ def migrate(db: Connection, schema: str) -> None:
 # -- group commit ---------------------------------------------------------------------
 
 
+class Later(Generic[T]):
+    """A work's result still to be read: its statements were sent (in pipeline mode,
+    without waiting), ``finish()`` reads their results, checks them and returns the
+    result — or raises, and the transaction is rolled back."""
+
+    __slots__ = ("finish",)
+
+    def __init__(self, finish: Callable[[], T]) -> None:
+        self.finish = finish
+
+
+def settle(result: T | Later[T]) -> T:
+    """A work's result, read now if it is a :class:`Later`."""
+    return result.finish() if isinstance(result, Later) else result
+
+
 def run_group(db: Connection, group: list[Request[Any]], where: str) -> None:
     """Apply ``group`` in one transaction and settle every request (see the SQLite twin,
     :func:`fsmflow.store._sqlite_sql.run_group`): all at once; if one fails, again with a
@@ -131,8 +149,12 @@ def run_group(db: Connection, group: list[Request[Any]], where: str) -> None:
     with another process's transaction is retried."""
     for attempt in range(3):
         try:
-            with db.transaction():
-                results = [request.work(db) for request in group]
+            # Pipeline mode: every request's statements go out together and their results
+            # are read afterwards (a work returns a Later), so a group costs a couple of
+            # round trips to the server rather than one per statement.
+            with db.pipeline(), db.transaction():
+                sent = [request.work(db) for request in group]
+                results = [settle(result) for result in sent]
         except psycopg.Error as exc:
             if exc.sqlstate in RETRYABLE and attempt < 2:
                 continue
@@ -161,7 +183,7 @@ def _run_isolated(db: Connection, group: list[Request[Any]], where: str) -> None
             for request in group:
                 try:
                     with db.transaction():  # a savepoint
-                        result = request.work(db)
+                        result = settle(request.work(db))
                 except Exception as exc:
                     if _connection_lost(db):
                         raise
@@ -184,7 +206,7 @@ def _run_isolated(db: Connection, group: list[Request[Any]], where: str) -> None
 def _run_alone(db: Connection, request: Request[Any], where: str) -> None:
     try:
         with db.transaction():
-            result = request.work(db)
+            result = settle(request.work(db))
     except Exception as exc:
         request.fail(_describe(db, exc, f"{where}: {request.operation}"))
     else:
@@ -238,7 +260,37 @@ class Tables:
             " WHERE resource >= %s AND resource < %s AND expires_at <= %s"
             " ORDER BY expires_at, resource LIMIT %s FOR UPDATE SKIP LOCKED"
         )
-        self.drop_lease = q("DELETE FROM {s}.leases WHERE resource=%s")
+        # Parameters: the prefixes' lower and upper bounds (two arrays), then the horizon.
+        self.next_claimable = q(
+            "WITH now AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS t)"
+            " SELECT min(l.expires_at) - min(now.t)"
+            " FROM now, unnest(%s::text[], %s::text[]) AS p(lo, hi), {s}.leases AS l"
+            " WHERE l.expires_at > '-Infinity'"
+            " AND l.expires_at <= least(now.t + %s, 1.7976931348623157e308)"
+            " AND l.resource >= p.lo AND l.resource < p.hi"
+        )
+        # One statement per lease operation of a batch (no read, decide, write round
+        # trips): the rules of _leases, written in SQL; tests hold the two to each other.
+        self.offer_lease = q(
+            "INSERT INTO {s}.leases AS l (resource, owner, token, expires_at)"
+            " VALUES (%s, '', 0, extract(epoch FROM clock_timestamp()) + %s)"
+            " ON CONFLICT (resource) DO UPDATE SET expires_at = excluded.expires_at"
+            " WHERE l.owner = '' AND l.expires_at > excluded.expires_at RETURNING 1"
+        )
+        self.release_lease = q(
+            "UPDATE {s}.leases SET owner = '',"
+            " expires_at = extract(epoch FROM clock_timestamp()) + %s"
+            " WHERE resource = %s AND token = %s AND owner <> '' RETURNING 1"
+        )
+        self.insert_new = q(
+            "INSERT INTO {s}.kv (namespace, key, value, version) VALUES (%s,%s,%s,1)"
+            " ON CONFLICT (namespace, key) DO NOTHING RETURNING version"
+        )
+        self.update_version = q(
+            "UPDATE {s}.kv SET value=%s, version=version+1"
+            " WHERE namespace=%s AND key=%s AND version=%s RETURNING version"
+        )
+        self.drop_lease = q("DELETE FROM {s}.leases WHERE resource=%s RETURNING 1")
         self.put = q(
             "INSERT INTO {s}.kv AS kv (namespace, key, value, version) VALUES (%s,%s,%s,1)"
             " ON CONFLICT (namespace, key) DO UPDATE SET value=excluded.value,"
@@ -247,26 +299,26 @@ class Tables:
         self.version_for_update = q(
             "SELECT version FROM {s}.kv WHERE namespace=%s AND key=%s FOR UPDATE"
         )
-        self.put_version = q(
-            "INSERT INTO {s}.kv (namespace, key, value, version) VALUES (%s,%s,%s,%s)"
-            " ON CONFLICT (namespace, key) DO UPDATE SET value=excluded.value,"
-            " version=excluded.version"
-        )
-        self.delete = q("DELETE FROM {s}.kv WHERE namespace=%s AND key=%s")
+        # Deletes say whether they found a row by returning it: in pipeline mode a
+        # cursor's rowcount is not known until its result is read.
+        self.delete = q("DELETE FROM {s}.kv WHERE namespace=%s AND key=%s RETURNING 1")
         self.append = q(
             "WITH head AS (INSERT INTO {s}.log_heads AS h (log, last_seq) VALUES (%s, 1)"
             " ON CONFLICT (log) DO UPDATE SET last_seq=h.last_seq+1 RETURNING last_seq)"
             " INSERT INTO {s}.log (log, seq, value) SELECT %s, last_seq, %s FROM head"
             " RETURNING seq"
         )
-        self.remove = q("DELETE FROM {s}.log WHERE log=%s AND seq=%s")
+        self.remove = q("DELETE FROM {s}.log WHERE log=%s AND seq=%s RETURNING 1")
         self.save_checkpoint = q(
             "INSERT INTO {s}.checkpoints (run_id, step, value, created_at)"
             " VALUES (%s,%s,%s,extract(epoch FROM clock_timestamp()))"
             " ON CONFLICT (run_id, step) DO UPDATE SET value=excluded.value,"
             " created_at=excluded.created_at"
         )
-        self.delete_run = q("DELETE FROM {s}.checkpoints WHERE run_id=%s")
+        self.delete_run = q(
+            "WITH gone AS (DELETE FROM {s}.checkpoints WHERE run_id=%s RETURNING 1)"
+            " SELECT count(*) FROM gone"
+        )
         self.notify = sql.SQL("SELECT pg_notify(%s, %s)")
         self.schema = schema
 
@@ -321,23 +373,27 @@ def renew_lease(tables: Tables, lease: Lease, ttl: float) -> Callable[[Connectio
 
 
 def claim_leases(
-    tables: Tables, prefix: str, owner: str, ttl: float, limit: int
+    tables: Tables, prefix: str | Sequence[str], owner: str, ttl: float, limit: int
 ) -> Callable[[Connection], list[Lease]]:
     _leases.check_ttl(ttl)
+    ordered = _leases.prefixes(prefix)
 
     def work(db: Connection) -> list[Lease]:
         now = _now(db, tables)
-        rows = db.execute(
-            tables.claimable, (prefix, prefix + "\U0010ffff", now, max(0, limit))
-        ).fetchall()
-        claimed = []
-        for resource, row_owner, token, expires_at in rows:
-            row = Lease(resource, row_owner, int(token), float(expires_at))
-            if row.token == 0 and row.expires_at == -math.inf:
-                continue  # another transaction's placeholder, never committed
-            lease = _leases.acquired(row, resource, owner, ttl, now)
-            _save_lease(db, tables, lease)
-            claimed.append(lease)
+        claimed: list[Lease] = []
+        for one in ordered:
+            if len(claimed) >= limit:
+                break
+            rows = db.execute(
+                tables.claimable, (one, one + "\U0010ffff", now, max(0, limit - len(claimed)))
+            ).fetchall()
+            for resource, row_owner, token, expires_at in rows:
+                row = Lease(resource, row_owner, int(token), float(expires_at))
+                if row.token == 0 and row.expires_at == -math.inf:
+                    continue  # another transaction's placeholder, never committed
+                lease = _leases.acquired(row, resource, owner, ttl, now)
+                _save_lease(db, tables, lease)
+                claimed.append(lease)
         return claimed
 
     return work
@@ -345,59 +401,92 @@ def claim_leases(
 
 def write_batch(
     tables: Tables, ops: Sequence[BatchOp], fence: Fence | None
-) -> Callable[[Connection], list[int | bool | None]]:
-    def work(db: Connection) -> list[int | bool | None]:
+) -> Callable[[Connection], Later[list[int | bool | None]]]:
+    for op in ops:
+        if isinstance(op, OfferLease | ReleaseLease):
+            _leases.check_delay(op.delay)
+
+    def work(db: Connection) -> Later[list[int | bool | None]]:
+        # Every statement is sent first; the results are read and checked in finish().
+        # The fence's row is locked FOR SHARE before anything else runs: a takeover (an
+        # UPDATE of this row) waits until we commit, and one that committed first has
+        # changed the token we compare. Were the fence stale, finish() raises and the
+        # whole transaction, the batch's statements with it, is rolled back.
+        fenced = None
         if fence is not None:
-            # FOR SHARE: a takeover (an UPDATE of this row) waits until we commit, and a
-            # takeover that committed first has changed the token we compare.
-            row = db.execute(tables.lease_for_share, (fence.resource,)).fetchone()
-            _leases.check_fence(_lease(fence.resource, row), fence)
-        return [_apply(db, tables, op) for op in ops]
+            fenced = db.execute(tables.lease_for_share, (fence.resource,))
+        pending = [_send(db, tables, op) for op in ops]
+
+        def finish() -> list[int | bool | None]:
+            if fence is not None and fenced is not None:
+                _leases.check_fence(_lease(fence.resource, fenced.fetchone()), fence)
+            return [read() for read in pending]
+
+        return Later(finish)
 
     return work
 
 
-def _apply(db: Connection, tables: Tables, op: BatchOp) -> int | bool | None:
+def _nothing() -> None:
+    return None
+
+
+def _send(db: Connection, tables: Tables, op: BatchOp) -> Callable[[], int | bool | None]:
+    """Send ``op``'s one statement; returns what reads its result."""
     if isinstance(op, Put):
         if op.expected_version is None:
-            (version,) = db.execute(tables.put, (op.namespace, op.key, op.value)).fetchone() or (0,)
-            return int(version)
-        row = db.execute(tables.version_for_update, (op.namespace, op.key)).fetchone()
-        current = 0 if row is None else int(row[0])
-        if op.expected_version != current:
+            put = db.execute(tables.put, (op.namespace, op.key, op.value))
+            return lambda: int((put.fetchone() or (0,))[0])
+        # A compare-and-set in one statement; only a conflict reads the version it met.
+        if op.expected_version == 0:
+            cas = db.execute(tables.insert_new, (op.namespace, op.key, op.value))
+        else:
+            values = (op.value, op.namespace, op.key, op.expected_version)
+            cas = db.execute(tables.update_version, values)
+
+        def written() -> int:
+            row = cas.fetchone()
+            if row is not None:
+                return int(row[0])
+            found = db.execute(tables.version_for_update, (op.namespace, op.key)).fetchone()
+            current = 0 if found is None else int(found[0])
             raise VersionConflict(f"{op.namespace}/{op.key}", op.expected_version, current)
-        db.execute(tables.put_version, (op.namespace, op.key, op.value, current + 1))
-        return current + 1
-    if isinstance(op, Delete):
-        return db.execute(tables.delete, (op.namespace, op.key)).rowcount > 0
+
+        return written
     if isinstance(op, Append):
-        (seq,) = db.execute(tables.append, (op.log, op.log, op.value)).fetchone() or (0,)
-        return int(seq)
-    if isinstance(op, Remove):
-        return db.execute(tables.remove, (op.log, op.seq)).rowcount > 0
+        append = db.execute(tables.append, (op.log, op.log, op.value))
+        return lambda: int((append.fetchone() or (0,))[0])
     if isinstance(op, Notify):
         payload = f"{tables.schema}{PAYLOAD_SEPARATOR}{op.channel}"
         db.execute(tables.notify, (PG_CHANNEL, payload))
-        return None
-    return _apply_lease(db, tables, op)
+        return _nothing
+    if isinstance(op, Delete):
+        deleted = db.execute(tables.delete, (op.namespace, op.key))
+    elif isinstance(op, Remove):
+        deleted = db.execute(tables.remove, (op.log, op.seq))
+    elif isinstance(op, DropLease):
+        deleted = db.execute(tables.drop_lease, (op.resource,))
+    elif isinstance(op, OfferLease):
+        # _leases.offered: a new free lease, or a free one moved earlier; else nothing.
+        offered = db.execute(tables.offer_lease, (op.resource, op.delay))
+        return lambda: offered.fetchone() is not None
+    else:
+        return _send_release(db, tables, op)
+    return lambda: deleted.fetchone() is not None
 
 
-def _apply_lease(db: Connection, tables: Tables, op: OfferLease | ReleaseLease | DropLease) -> bool:
-    if isinstance(op, DropLease):
-        removed = db.execute(tables.drop_lease, (op.resource,)).rowcount > 0
-        return removed
-    if isinstance(op, OfferLease):
-        _leases.check_delay(op.delay)
-        row = _locked_lease(db, tables, op.resource, create=True)
-        offered = _leases.offered(row, op.resource, op.delay, _now(db, tables))
-        if offered is None:
-            return False
-        _save_lease(db, tables, offered)
+def _send_release(db: Connection, tables: Tables, op: ReleaseLease) -> Callable[[], bool]:
+    # _leases.released: only the holder of the token frees it.
+    released = db.execute(tables.release_lease, (op.delay, op.resource, op.token))
+
+    def read() -> bool:
+        if released.fetchone() is None:
+            row = _locked_lease(db, tables, op.resource, create=False)
+            _leases.check_fence(row, Fence(op.resource, op.token))
+            raise AssertionError(f"release of {op.resource} refused by a lease it fits: {row}")
         return True
-    row = _locked_lease(db, tables, op.resource, create=False)
-    released = _leases.released(row, op.resource, op.token, op.delay, _now(db, tables))
-    _save_lease(db, tables, released)
-    return True
+
+    return read
 
 
 def save_checkpoint(
@@ -411,6 +500,6 @@ def save_checkpoint(
 
 def delete_run(tables: Tables, run_id: str) -> Callable[[Connection], int]:
     def work(db: Connection) -> int:
-        return db.execute(tables.delete_run, (run_id,)).rowcount
+        return int((db.execute(tables.delete_run, (run_id,)).fetchone() or (0,))[0])
 
     return work

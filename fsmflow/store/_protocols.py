@@ -240,11 +240,32 @@ class LeaseStore(Protocol):
     async def get_lease(self, resource: str) -> Lease | None:
         """The resource's lease as stored (free, held or expired), or ``None``."""
 
-    async def claim_leases(self, prefix: str, owner: str, ttl: float, *, limit: int) -> list[Lease]:
+    async def claim_leases(
+        self, prefix: str | Sequence[str], owner: str, ttl: float, *, limit: int
+    ) -> list[Lease]:
         """Take up to ``limit`` claimable leases whose resource starts with ``prefix``:
         free ones offered for now or earlier, and held ones that have expired, earliest
         ``expires_at`` first. Each gets a new, larger token. Concurrent claimers (other
-        tasks, processes or machines) never take the same lease twice."""
+        tasks, processes or machines) never take the same lease twice.
+
+        ``prefix`` may be a sequence of prefixes in priority order: every claimable lease
+        of the first comes before any of the second, and so on, all in one transaction
+        (one write however many prefixes a worker serves). Its cost grows with the leases
+        claimable now, not with those held or never claimable (finished work).
+        """
+
+    async def next_claimable(self, prefix: str | Sequence[str], *, within: float) -> float | None:
+        """Seconds (store clock) until the first lease under ``prefix`` (one or several)
+        becomes claimable, if one does within ``within`` seconds: ``0.0`` when one is
+        claimable now, ``None`` when none is within the horizon.
+
+        A read: it takes no write lock and changes nothing, so idle workers can look for
+        work as often as they like without contending with the writers (on SQLite a
+        claim is a write and queues behind every other process's commits). Only leases
+        that become claimable within the horizon are looked at, so its cost does not grow
+        with the leases held or never claimable. A ``0.0`` is a hint: another claimer may
+        take the lease first, so claim and accept an empty result.
+        """
 
 
 class Listener(Protocol):

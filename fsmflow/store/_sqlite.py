@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from . import _leases
 from . import _sqlite_sql as sql
 from ._errors import BackendError, SchemaError, StoreError
 from ._group import GroupCommit, Request
@@ -267,9 +268,17 @@ class SqliteStore(SingleOpWrites):
     async def renew_lease(self, lease: Lease, ttl: float) -> Lease:
         return await self._write(sql.renew_lease(lease, ttl), "renew_lease", ())
 
-    async def claim_leases(self, prefix: str, owner: str, ttl: float, *, limit: int) -> list[Lease]:
+    async def claim_leases(
+        self, prefix: str | Sequence[str], owner: str, ttl: float, *, limit: int
+    ) -> list[Lease]:
         work = sql.claim_leases(prefix, owner, ttl, limit)
         return await self._write(work, "claim_leases", ())
+
+    async def next_claimable(self, prefix: str | Sequence[str], *, within: float) -> float | None:
+        _leases.check_delay(within)
+        return await self._read(
+            "next_claimable", sql.next_claimable, _leases.prefixes(prefix), within
+        )
 
     # -- reads ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -290,29 +291,59 @@ def renew_lease(lease: Lease, ttl: float) -> Callable[[sqlite3.Connection], Leas
     return work
 
 
+#: Claimable leases by expiry. The expiry index is forced: it reaches only the leases
+#: claimable now, whereas the primary key's range would walk every lease under the
+#: prefix — finished runs' included, which only grow.
+_CLAIMABLE = (
+    "SELECT resource, owner, token, expires_at FROM leases INDEXED BY leases_by_expiry"
+    " WHERE expires_at <= ? AND resource >= ? AND resource < ?"
+    " ORDER BY expires_at, resource LIMIT ?"
+)
+_NEXT_CLAIMABLE = (
+    "SELECT min(expires_at) FROM leases INDEXED BY leases_by_expiry"
+    " WHERE expires_at <= ? AND resource >= ? AND resource < ?"
+)
+
+
 def claim_leases(
-    prefix: str, owner: str, ttl: float, limit: int
+    prefix: str | Sequence[str], owner: str, ttl: float, limit: int
 ) -> Callable[[sqlite3.Connection], list[Lease]]:
     _leases.check_ttl(ttl)
+    ordered = _leases.prefixes(prefix)
 
     def work(db: sqlite3.Connection) -> list[Lease]:
         now = time.time()
-        rows = db.execute(
-            "SELECT resource, owner, token, expires_at FROM leases"
-            " WHERE resource >= ? AND resource < ? AND expires_at <= ?"
-            " ORDER BY expires_at, resource LIMIT ?",
-            (prefix, prefix + "\U0010ffff", now, max(0, limit)),
-        ).fetchall()
-        claimed = []
-        for resource, row_owner, token, expires_at in rows:
-            key = f"lease {resource}"
-            row = Lease(resource, text(row_owner, key), integer(token, key), real(expires_at, key))
-            lease = _leases.acquired(row, resource, owner, ttl, now)
-            save_lease(db, lease)
-            claimed.append(lease)
+        claimed: list[Lease] = []
+        for one in ordered:
+            if len(claimed) >= limit:
+                break
+            rows = db.execute(
+                _CLAIMABLE, (now, one, one + "\U0010ffff", max(0, limit - len(claimed)))
+            ).fetchall()
+            for resource, row_owner, token, expires_at in rows:
+                key = f"lease {resource}"
+                row = Lease(
+                    resource, text(row_owner, key), integer(token, key), real(expires_at, key)
+                )
+                lease = _leases.acquired(row, resource, owner, ttl, now)
+                save_lease(db, lease)
+                claimed.append(lease)
         return claimed
 
     return work
+
+
+def next_claimable(db: sqlite3.Connection, prefixes: list[str], within: float) -> float | None:
+    """On the reader thread: see :meth:`~fsmflow.store.LeaseStore.next_claimable`."""
+    now = time.time()
+    first: float | None = None
+    for one in prefixes:
+        horizon = min(now + within, sys.float_info.max)  # never a lease released for good
+        (due,) = db.execute(_NEXT_CLAIMABLE, (horizon, one, one + "\U0010ffff")).fetchone()
+        if due is not None:
+            at = real(due, f"leases under {one}")
+            first = at if first is None else min(first, at)
+    return None if first is None else max(0.0, first - now)
 
 
 def write_batch(

@@ -1,6 +1,8 @@
 """The workflow the kill tests run in worker processes: three steps whose every
-execution and effect is recorded in a ledger database (``FSMFLOW_CHAOS_LEDGER``), keyed
-by the step's idempotency key, and two undos."""
+execution and effect is recorded in a ledger database (``FSMFLOW_CHAOS_LEDGER``, an
+outside system to the store under test), keyed by the step's idempotency key, and two
+undos. An execution row stays ``done=0`` while its step runs, so the kill test can aim a
+kill inside a step and tell afterwards where each kill landed."""
 
 from __future__ import annotations
 
@@ -33,7 +35,10 @@ def ledger_path() -> str:
 def create_ledger(path: str) -> None:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("CREATE TABLE IF NOT EXISTS executions (key TEXT NOT NULL, pid INTEGER NOT NULL)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS executions (key TEXT NOT NULL, pid INTEGER NOT NULL,"
+        " done INTEGER NOT NULL DEFAULT 0)"
+    )
     db.execute("CREATE TABLE IF NOT EXISTS effects (key TEXT PRIMARY KEY, pid INTEGER NOT NULL)")
     db.close()
 
@@ -43,11 +48,14 @@ def _record(ctx: StepContext, linger: float = 0.0) -> None:
     idempotency key (an outside system that deduplicates by the key)."""
     db = sqlite3.connect(ledger_path(), timeout=60, isolation_level=None)
     try:
-        db.execute("INSERT INTO executions VALUES (?, ?)", (ctx.idempotency_key, os.getpid()))
+        execution = db.execute(
+            "INSERT INTO executions (key, pid) VALUES (?, ?)", (ctx.idempotency_key, os.getpid())
+        ).lastrowid
         time.sleep(linger or random.uniform(0.005, 0.05))
         db.execute(
             "INSERT OR IGNORE INTO effects VALUES (?, ?)", (ctx.idempotency_key, os.getpid())
         )
+        db.execute("UPDATE executions SET done=1 WHERE rowid=?", (execution,))
     finally:
         db.close()
 

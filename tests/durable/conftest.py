@@ -10,24 +10,19 @@ from typing import Any
 
 import anyio
 import pytest
+from store._backends import BACKENDS, open_backend
 
 from fsmflow.durable import RunHandle, RunSettings, RunStatus, Worker, Workflow
-from fsmflow.store import Durability, MemoryStore, SqliteStore, Store
+from fsmflow.store import Store
 
 from . import workflows
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store
-    if request.param == "memory":
-        backend = MemoryStore()
-    else:
-        backend = await SqliteStore.open(tmp_path / "durable.sqlite3", durability=Durability.OFF)
-    try:
+    """A fresh store on every backend: memory, SQLite and the real PostgreSQL."""
+    async with open_backend(request.param, tmp_path) as backend:
         yield backend
-    finally:
-        await backend.aclose()
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +51,8 @@ async def running_worker(
 
 
 async def wait_for_status(handle: RunHandle[Any, Any], status: RunStatus) -> None:
-    """Poll the store until the run has ``status`` (the store has no notifications yet)."""
+    """Poll the store until the run has ``status`` (a status between start and end has
+    no notification of its own)."""
     while True:
         if await handle.status() is status:
             return

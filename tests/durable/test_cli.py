@@ -7,19 +7,39 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
+from store._backends import drop_schema, postgres_dsn
 
 from fsmflow.cli import main
 from fsmflow.durable import RunHandle, RunStatus, start_run
 from fsmflow.durable._cli import load_workflows, register_runs_subcommands
-from fsmflow.store import SqliteStore
+from fsmflow.store import Store, open_store
 
 from .workflows import Approval, Order, approval, order
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """What ``--store`` / ``STORE`` is given: a SQLite file's path, or the DSN of the test
+    session's PostgreSQL database (its default schema, dropped afterwards)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "runs.sqlite3")
+        return
+    dsn = postgres_dsn()
+    try:
+        yield dsn
+    finally:
+        drop_schema("fsmflow")
+
+
+async def _open(location: str) -> Store:
+    return await open_store(location)
 
 
 def _runs(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -34,9 +54,9 @@ def _runs(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
     return status, captured.out, captured.err
 
 
-async def test_worker_command_runs_workflows_until_sigterm(tmp_path: Path) -> None:
-    db = tmp_path / "runs.sqlite3"
-    async with await SqliteStore.open(db) as store:
+async def test_worker_command_runs_workflows_until_sigterm(tmp_path: Path, location: str) -> None:
+    db = location
+    async with await _open(db) as store:
         handle = await start_run(store, order, Order("cli", 3))
         with (tmp_path / "worker.log").open("w") as log:
             process = await trio.lowlevel.open_process(
@@ -75,9 +95,11 @@ def test_worker_command_reports_bad_references(capsys: pytest.CaptureFixture[str
     assert [f.name for f in load_workflows("tests.durable.workflows:order")] == ["order"]
 
 
-async def test_runs_actions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db = tmp_path / "runs.sqlite3"
-    async with await SqliteStore.open(db) as store:
+async def test_runs_actions(
+    tmp_path: Path, location: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = location
+    async with await _open(db) as store:
         waiting = await start_run(store, approval, "ann", run_id="r-approval")
         later = await start_run(store, order, Order("later", 1), run_id="r-later", delay=3600)
     status, out, _ = await trio.to_thread.run_sync(_runs, ["list", str(db)], capsys)
@@ -98,7 +120,7 @@ async def test_runs_actions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert status == 1 and "no durable run 'nope'" in err
     status, _, err = await trio.to_thread.run_sync(_runs, ["list", str(tmp_path / "x")], capsys)
     assert status == 2 and "does not exist" in err
-    async with await SqliteStore.open(db) as store:
+    async with await _open(db) as store:
         assert await RunHandle.attach(store, order, later.run_id).status() is RunStatus.CANCELLED
         assert await RunHandle.attach(store, approval, waiting.run_id).status() is (
             RunStatus.PENDING

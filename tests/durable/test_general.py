@@ -86,14 +86,16 @@ async def test_a_supervisor_resumes_from_its_last_transition(tmp_path: Path) -> 
             )
         shown = await show_durable_run(store, "c1")
         assert shown["progress"] == {"count": 4, "seen": [1, 2, 3, 4]}
-        # The crashed owner's lease is still held: nobody else may run it meanwhile.
+        # The failed run let its lease go (released, not left to expire)...
+        lease = await store.get_lease(shown["resource"])
+        assert lease is not None and lease.owner == ""
+        # ...but while another process holds it, nobody else may run it.
+        other = await store.acquire_lease(shown["resource"], "another process", 30)
         with pytest.raises(LeaseHeld):
             await run_durably(
                 store, Counter(), run_id="c1", state_type=Phase, context_type=Tally, codec=codec
             )
-        lease = await store.get_lease(shown["resource"])
-        assert lease is not None
-        await store.release_lease(lease)  # as if it expired
+        await store.release_lease(other)
         second = Counter()
         outcome = await run_durably(
             store, second, run_id="c1", state_type=Phase, context_type=Tally, codec=codec

@@ -23,7 +23,7 @@ from fsmflow.durable import (
     start_run,
 )
 from fsmflow.durable._records import RUNS
-from fsmflow.store import MemoryStore, Store
+from fsmflow.store import BackendError, MemoryStore, Store
 
 from . import workflows
 from .conftest import running_worker
@@ -208,8 +208,11 @@ async def test_recovery_latency_is_bounded_by_lease_ttl_plus_poll_interval(
 
     ttl, poll = 3.0, 0.5
     handle = await start_run(store, flow, 1)
-    dying = Worker(store, [flow], lease_ttl=ttl, poll_interval=poll)
+    frozen = _Freezable(store)
+    dying = Worker(frozen, [flow], lease_ttl=ttl, poll_interval=poll)
     dying._let_go = _no_hand_back  # type: ignore[method-assign,assignment]
+    # Nothing announces a death: the other worker must notice the lapse on its own, by
+    # looking ahead for leases falling due.
     async with trio.open_nursery() as nursery:
         await nursery.start(dying.run)
         while True:
@@ -217,11 +220,14 @@ async def test_recovery_latency_is_bounded_by_lease_ttl_plus_poll_interval(
                 break
             await trio.sleep(0.01)
         await trio.sleep(10)  # renewing, still alive
-        dying.keeper.renew_all = _no_hand_back  # type: ignore[method-assign]
-        last_renewal = (await store.get_lease(dying.keeper.held()[0].resource)).expires_at - ttl  # type: ignore[union-attr]
-        nursery.cancel_scope.cancel()  # the process dies: nothing released
-    async with running_worker(store, [flow], lease_ttl=ttl, poll_interval=poll):
-        assert await handle.result() == 1
+        frozen.frozen = True  # the process dies: no more renewals, nothing released
+        resource = (await show_durable_run(store, handle.run_id))["resource"]
+        lease = await store.get_lease(resource)
+        assert lease is not None
+        last_renewal = lease.expires_at - ttl
+        async with running_worker(store, [flow], lease_ttl=ttl, poll_interval=poll):
+            assert await handle.result() == 1
+        nursery.cancel_scope.cancel()
     recovered_at = started[1]
     assert last_renewal + ttl <= recovered_at <= last_renewal + ttl + poll + 0.01
     record = await show_durable_run(store, handle.run_id)
@@ -250,8 +256,10 @@ async def test_a_stale_worker_cannot_commit_after_a_takeover() -> None:
 
     handle = await start_run(store, flow, 1)
     async with anyio.create_task_group() as tg:
-        a = Worker(store, [flow], lease_ttl=0.1, poll_interval=0.01, concurrency=1)
-        a.keeper.renew_all = _no_hand_back  # type: ignore[method-assign]
+        # A believes it still holds the lease (a stopped process does, too).
+        stale = _Freezable(store, renewals_pretend=True)
+        stale.frozen = True
+        a = Worker(stale, [flow], lease_ttl=0.1, poll_interval=0.01, concurrency=1)
         await tg.start(a.run)
         async with running_worker(store, [flow], lease_ttl=5):
             assert await handle.result() == "from B"
@@ -266,6 +274,27 @@ async def test_a_stale_worker_cannot_commit_after_a_takeover() -> None:
     shown = await show_durable_run(store, handle.run_id)
     assert [e["k"] for e in shown["journal"]] == ["out", "out"]  # B's outputs only
     assert shown["result"] == "from B"
+
+
+class _Freezable:
+    """A store whose lease renewals stop once ``frozen``: they hang (a dead process) or,
+    with ``renewals_pretend``, report success without reaching the store (a process that
+    was stopped and does not know its lease expired meanwhile)."""
+
+    def __init__(self, inner: Store, *, renewals_pretend: bool = False) -> None:
+        self._inner = inner
+        self._pretend = renewals_pretend
+        self.frozen = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def renew_lease(self, lease: Any, ttl: float) -> Any:
+        if not self.frozen:
+            return await self._inner.renew_lease(lease, ttl)
+        if self._pretend:
+            return lease
+        await anyio.sleep_forever()
 
 
 async def test_checkpoint_throttle_writes_fewer_batches() -> None:
@@ -387,3 +416,46 @@ async def test_cancel_reaches_a_running_run_at_the_next_step_boundary(store: Sto
             await handle.result()
     assert caught.value.status is RunStatus.CANCELLED
     assert undone == ["second", "first"]
+
+
+class _Outage:
+    """A store whose writes fail with a BackendError once ``down`` (the database went
+    away), reads still answering."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def write_batch(self, ops: Any, *, fence: Any = None) -> Any:
+        if self.down:
+            raise BackendError("write_batch", "the database went away")
+        return await self._inner.write_batch(ops, fence=fence)
+
+
+async def test_a_store_outage_while_letting_go_does_not_stop_the_worker() -> None:
+    """The worker is stopped while the store refuses writes: its run can be neither
+    handed back nor released. The worker still stops cleanly (the run's lease expires
+    and another worker recovers it), and the run is not lost."""
+    memory = MemoryStore()
+    store = _Outage(memory)
+    flow = Workflow("outage", input=int, output=int)
+    inside = anyio.Event()
+
+    @flow.step()
+    async def wait_forever(ctx: StepContext, n: int) -> int:
+        if ctx.token == 1:
+            inside.set()
+            await anyio.sleep_forever()
+        return n
+
+    handle = await start_run(memory, flow, 3)
+    async with running_worker(store, [flow], lease_ttl=0.3) as worker:
+        await inside.wait()
+        store.down = True
+    assert worker.stats.finished == 0
+    store.down = False
+    async with running_worker(memory, [flow], lease_ttl=0.3):
+        assert await handle.result() == 3

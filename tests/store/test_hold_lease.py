@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
@@ -9,9 +11,11 @@ from fsmflow.store import (
     LeaseHeld,
     LeaseLost,
     MemoryStore,
+    OfferLease,
     Put,
     ReleaseLease,
     hold_lease,
+    keep_lease,
 )
 from fsmflow.testing import each_backend
 
@@ -94,3 +98,37 @@ def test_renew_interval_must_be_below_the_ttl() -> None:
 
     with pytest.raises(ValueError, match="renew_every"):
         anyio.run(main)
+
+
+@each_backend
+async def test_keep_a_claimed_lease_and_give_it_up_in_a_write_of_its_own() -> None:
+    store = MemoryStore()
+    await store.write_batch([OfferLease("job:k")])
+    (claimed,) = await store.claim_leases("job:", "w1", 0.15, limit=1)
+    async with keep_lease(store, claimed, 0.15, renew_every=0.03) as held:
+        await anyio.sleep(0.3)  # renewed past its ttl
+        assert await store.claim_leases("job:", "w2", 1, limit=1) == []
+        # The block's last write releases the lease itself (a durable timer, here).
+        await store.write_batch(
+            [Put("runs", "k", b"parked"), ReleaseLease("job:k", held.lease.token, 3600)],
+            fence=held.fence,
+        )
+        held.give_up()
+        await anyio.sleep(0.1)  # renewals refused from now on are no loss
+    assert not held.lost.is_set() and held.error is None
+    stored = await store.get_lease("job:k")
+    # Not released a second time on exit: still the timer the block set.
+    assert stored is not None and stored.owner == "" and stored.expires_at > time.time() + 3000
+
+
+@each_backend
+async def test_a_kept_lease_is_released_on_exit_claimable_after_release_after() -> None:
+    store = MemoryStore()
+    await store.write_batch([OfferLease("job:r")])
+    (claimed,) = await store.claim_leases("job:", "w1", 30, limit=1)
+    with pytest.raises(KeyError):
+        async with keep_lease(store, claimed, 30, release_after=0.0):
+            raise KeyError("the block failed without releasing")
+    # Released on the way out, claimable again at once (not left to expire).
+    (again,) = await store.claim_leases("job:", "w2", 30, limit=1)
+    assert again.token == claimed.token + 1

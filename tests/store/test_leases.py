@@ -147,6 +147,42 @@ async def test_claim_takes_expired_leases_and_respects_limit(store: Store) -> No
     assert all(new.token == 2 for new in retaken)
 
 
+async def test_claim_over_several_prefixes_in_priority_order(store: Store) -> None:
+    await store.write_batch(
+        [OfferLease("q/0/a"), OfferLease("q/0/b"), OfferLease("q/1/c"), OfferLease("q/2/d", 3600)]
+    )
+    # Level 1 first (its lease is the newest), then level 0, in one claim.
+    claimed = await store.claim_leases(["q/2/", "q/1/", "q/0/"], "w1", 30, limit=2)
+    assert [lease.resource for lease in claimed] == ["q/1/c", "q/0/a"]
+    rest = await store.claim_leases(("q/2/", "q/1/", "q/0/"), "w2", 30, limit=5)
+    assert [lease.resource for lease in rest] == ["q/0/b"]
+    assert await store.claim_leases(["q/2/", "q/1/"], "w2", 30, limit=5) == []
+    assert await store.claim_leases([], "w2", 30, limit=5) == []
+
+
+async def test_next_claimable_is_a_read_within_a_horizon(store: Store) -> None:
+    assert await store.next_claimable("job:", within=10) is None
+    await store.write_batch([OfferLease("job:later", 0.3), OfferLease("job:never", math.inf)])
+    await store.write_batch([OfferLease("other:now")])
+    due = await store.next_claimable("job:", within=10)
+    assert due is not None and 0.0 < due <= 0.3
+    assert await store.next_claimable("job:", within=0.1) is None  # beyond the horizon
+    assert await store.next_claimable(["nothing/", "other:"], within=0) == 0.0
+    # Held leases count from their expiry; finished ones (math.inf) never.
+    (held,) = await store.claim_leases("other:", "w1", 0.2, limit=1)
+    expiry = await store.next_claimable(["other:"], within=10)
+    assert expiry is not None and 0.0 < expiry <= 0.2
+    await store.write_batch([ReleaseLease("other:now", held.token, math.inf)])
+    assert await store.next_claimable(["other:"], within=math.inf) is None
+    await _until(store, (await store.clock()) + (due or 0.0))
+    assert await store.next_claimable("job:", within=0) == 0.0
+    # It changed nothing: the lease is still there to claim.
+    (claimed,) = await store.claim_leases("job:", "w2", 30, limit=5)
+    assert claimed.resource == "job:later"
+    with pytest.raises(ValueError, match="delay"):
+        await store.next_claimable("job:", within=-1)
+
+
 async def test_release_with_delay_is_a_durable_timer(store: Store) -> None:
     await store.write_batch([OfferLease("job:t")])
     (lease,) = await store.claim_leases("job:", "w1", 30, limit=1)
@@ -202,3 +238,24 @@ async def test_sqlite_leases_are_shared_by_two_connections(tmp_path: Path) -> No
         with pytest.raises(LeaseHeld, match="process-1"):
             await two.acquire_lease("reactor:r", "process-2", 30)
         assert await two.get_lease("reactor:r") == lease
+
+
+def test_sqlite_claims_and_probes_walk_only_leases_due(tmp_path: Path) -> None:
+    """A claim or a look-ahead reads the expiry index from the oldest due lease on, never
+    the primary key's range over every lease under the prefix (finished runs' leases,
+    which only grow, included)."""
+    import sqlite3
+
+    from fsmflow.store import _sqlite_sql
+
+    db = sqlite3.connect(tmp_path / "plan.sqlite3")
+    for statements in _sqlite_sql.MIGRATIONS:
+        for statement in statements[1]:
+            db.execute(statement)
+    for query, args in (
+        (_sqlite_sql._CLAIMABLE, (1.0, "a", "b", 5)),
+        (_sqlite_sql._NEXT_CLAIMABLE, (1.0, "a", "b")),
+    ):
+        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + query, args))
+        assert "leases_by_expiry (expires_at<?)" in plan, plan
+    db.close()
