@@ -11,7 +11,7 @@ waiting for the TTL.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
 import anyio
@@ -36,11 +36,24 @@ class HeldLease:
         #: Why it was lost: the store's LeaseLost, or the error that kept renewal from
         #: succeeding until the lease expired.
         self.error: StoreError | None = None
+        self._given_up = False
 
     @property
     def fence(self) -> Fence:
         """Pass this to ``write_batch`` for every write made under the lease."""
         return self.lease.fence
+
+    @property
+    def given_up(self) -> bool:
+        """Whether the block said it released the lease itself (:meth:`give_up`)."""
+        return self._given_up
+
+    def give_up(self) -> None:
+        """Say that the block released the lease itself, in a fenced batch of its own
+        (typically together with its last write): renewal stops, a renewal refused from
+        now on is no loss, and the lease is not released again on exit. Call it after
+        that batch committed."""
+        self._given_up = True
 
 
 @asynccontextmanager
@@ -52,6 +65,7 @@ async def hold_lease(
     *,
     standby: bool = False,
     renew_every: float | None = None,
+    on_lost: Callable[[StoreError], None] | None = None,
 ) -> AsyncIterator[HeldLease]:
     """Hold ``resource`` for ``owner`` while the ``async with`` block runs.
 
@@ -62,7 +76,13 @@ async def hold_lease(
     until the lease must have expired, the block is cancelled, :attr:`HeldLease.lost` is
     set and the ``async with`` raises that error (:class:`LeaseLost` or the store's
     :class:`BackendError`); fenced writes the block makes meanwhile are refused by the
-    store anyway. When the block ends, the lease is released (unless lost).
+    store anyway. When the block ends, the lease is released — unless it was lost, or
+    the block released it itself (:meth:`HeldLease.give_up`).
+
+    With ``on_lost``, the block stops by itself instead: a lost lease sets
+    :attr:`HeldLease.lost` and calls ``on_lost(error)`` (from the renewal task; it must
+    not block), the block is not cancelled, and the ``async with`` does not raise the
+    error. An engine whose own state machine must see the loss as an event uses this.
     """
     interval = ttl / 3 if renew_every is None else renew_every
     if not (0 < interval < ttl):
@@ -70,7 +90,7 @@ async def hold_lease(
     held = HeldLease(await _acquire(store, resource, owner, ttl, standby))
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_renew, store, held, ttl, interval, tg.cancel_scope)
+            tg.start_soon(_renew, store, held, ttl, interval, tg.cancel_scope, on_lost)
             try:
                 yield held
             finally:
@@ -81,9 +101,9 @@ async def hold_lease(
             raise group.exceptions[0] from group.exceptions[0].__cause__
         raise
     finally:
-        if held.error is None:
+        if held.error is None and not held.given_up:
             await _release(store, held.lease)
-    if held.error is not None:
+    if held.error is not None and on_lost is None:
         raise held.error
 
 
@@ -108,23 +128,36 @@ async def _acquire(store: Store, resource: str, owner: str, ttl: float, standby:
 
 
 async def _renew(
-    store: Store, held: HeldLease, ttl: float, interval: float, scope: anyio.CancelScope
+    store: Store,
+    held: HeldLease,
+    ttl: float,
+    interval: float,
+    scope: anyio.CancelScope,
+    on_lost: Callable[[StoreError], None] | None,
 ) -> None:
     renewed_at = anyio.current_time()
     while True:
         await anyio.sleep(interval)
+        if held.given_up:
+            return
         attempt = anyio.current_time()
         try:
-            held.lease = await store.renew_lease(held.lease, ttl)
+            renewed = await store.renew_lease(held.lease, ttl)
         except LeaseLost as exc:
+            if held.given_up:
+                return  # released by the block meanwhile: nothing was lost
             held.error = exc
         except StoreError as exc:
             if anyio.current_time() < renewed_at + ttl - interval:
                 continue  # a transient failure: try again while the lease surely holds
             held.error = exc
         else:
+            held.lease = renewed
             renewed_at = attempt
             continue
         held.lost.set()
-        scope.cancel()
+        if on_lost is None:
+            scope.cancel()
+        else:
+            on_lost(held.error)
         return
