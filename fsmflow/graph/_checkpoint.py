@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
-from ..store import Codec, DecodeError, Delete, Put, Store
+from ..store import BatchOp, Codec, DecodeError, Delete, Fence, Put, Store
 from ._frame import Frame, encode_delta, encode_frame
 from ._state import Delta
 
@@ -164,6 +164,9 @@ class CheckpointRecord:
     policy: dict[str, Any]
     created_at: float
     format: int = RECORD_FORMAT
+    #: The fencing token of the thread's lease it was written under: a thread's
+    #: checkpoints carry non-decreasing tokens, one token per process that owned it.
+    token: int = 0
 
     @property
     def trace_id(self) -> str:
@@ -258,10 +261,17 @@ class Lineage:
 class ThreadWriter:
     """Writes checkpoint records into one thread: the record, and with a full one or a
     mark the thread's head and the pruning the policy's ``keep`` asks for — all in one
-    atomic batch."""
+    atomic batch, fenced by the thread's lease (a batch the store refuses raises
+    :class:`~fsmflow.store.LeaseLost` and changes nothing)."""
 
     def __init__(
-        self, store: Store, thread_id: str, codec: Codec, head: Head | None, keep: int | None
+        self,
+        store: Store,
+        thread_id: str,
+        codec: Codec,
+        head: Head | None,
+        keep: int | None,
+        fence: Fence,
     ) -> None:
         self.store = store
         self.thread_id = thread_id
@@ -269,6 +279,7 @@ class ThreadWriter:
         self.codec = codec
         self.head = head
         self.keep = keep
+        self.fence = fence
 
     async def write(
         self,
@@ -278,10 +289,12 @@ class ThreadWriter:
         full: bool,
         mark: bool,
         structure: tuple[str, dict[str, Any]] | None = None,
+        extra: Sequence[BatchOp] = (),
     ) -> None:
         """Store record ``seq``; ``structure`` (hash, description) is stored with it when
         the thread has not seen that graph structure yet. A mark is copied into the head
-        too (the newest checkpoint then loads from the head alone)."""
+        too (the newest checkpoint then loads from the head alone). ``extra`` operations
+        (a lease release) go into the same batch."""
         namespace = self.namespace
         key = checkpoint_key(seq)
         data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
@@ -290,12 +303,12 @@ class ThreadWriter:
         )
         head = self.head
         if not full and not mark and not new_structure and head is not None and head.record is None:
-            await self.store.put(namespace, key, data)
+            await self.store.write_batch([Put(namespace, key, data), *extra], fence=self.fence)
             return
         head, ops = self._next_head(
             seq, full, mark, structure if new_structure else None, record if mark else None
         )
-        await self.store.write_batch([Put(namespace, key, data), *ops])
+        await self.store.write_batch([Put(namespace, key, data), *ops, *extra], fence=self.fence)
         self.head = head
 
     def _next_head(
@@ -354,6 +367,7 @@ class Checkpointer(Generic[S]):
         policy: CheckpointPolicy,
         compact_after: int,
         lineage: Lineage,
+        fence: Fence,
         codec: Codec | None = None,
     ) -> None:
         if compact_after < 0:
@@ -366,7 +380,8 @@ class Checkpointer(Generic[S]):
         self.compact_after = compact_after
         self.codec = ensure_codec(codec)
         self.converter = self.codec.converter
-        self.writer = ThreadWriter(store, thread_id, self.codec, lineage.head, policy.keep)
+        self.writer = ThreadWriter(store, thread_id, self.codec, lineage.head, policy.keep, fence)
+        self.token = fence.token
         #: Deltas applied since the last saved checkpoint.
         self.pending: list[Delta] = []
         self.parent = lineage.parent
@@ -412,8 +427,10 @@ class Checkpointer(Generic[S]):
         status: str,
         *,
         mark: bool = False,
+        extra: Sequence[BatchOp] = (),
     ) -> tuple[int, bool]:
-        """Store one checkpoint; returns its number and whether it was incremental.
+        """Store one checkpoint (with ``extra`` operations in the same batch); returns
+        its number and whether it was incremental.
 
         Nothing changes here when the store raises: the next save writes the same
         number, in full."""
@@ -445,8 +462,11 @@ class Checkpointer(Generic[S]):
             "policy": self.policy_json,
             "created_at": time.time(),
             "format": RECORD_FORMAT,
+            "token": self.token,
         }
-        await self.writer.write(seq, record, full=full, mark=mark, structure=self._structure)
+        await self.writer.write(
+            seq, record, full=full, mark=mark, structure=self._structure, extra=extra
+        )
         self._structure = None
         self.pending.clear()
         self.chain = 0 if full else (self.chain or 0) + 1
