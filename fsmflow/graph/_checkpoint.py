@@ -222,6 +222,11 @@ def decode_record(codec: Codec, value: bytes, where: str) -> CheckpointRecord:
     return record
 
 
+def to_json(value: Any) -> str:
+    """The compact JSON text records are stored as."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def policy_to_json(policy: CheckpointPolicy) -> dict[str, Any]:
     out: dict[str, Any] = attrs.asdict(policy)
     return out
@@ -284,30 +289,34 @@ class ThreadWriter:
     async def write(
         self,
         seq: int,
-        record: dict[str, Any],
+        data: bytes,
         *,
         full: bool,
-        mark: bool,
+        mark: dict[str, Any] | None,
         structure: tuple[str, dict[str, Any]] | None = None,
         extra: Sequence[BatchOp] = (),
     ) -> None:
-        """Store record ``seq``; ``structure`` (hash, description) is stored with it when
-        the thread has not seen that graph structure yet. A mark is copied into the head
-        too (the newest checkpoint then loads from the head alone). ``extra`` operations
-        (a lease release) go into the same batch."""
+        """Store record ``seq`` (``data``, its JSON form); ``structure`` (hash,
+        description) is stored with it when the thread has not seen that graph structure
+        yet. A ``mark`` (the record, given as a dict) is copied into the head too (the
+        newest checkpoint then loads from the head alone). ``extra`` operations (a lease
+        release) go into the same batch."""
         namespace = self.namespace
         key = checkpoint_key(seq)
-        data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
         new_structure = structure is not None and (
             self.head is None or structure[0] not in self.head.graphs
         )
         head = self.head
-        if not full and not mark and not new_structure and head is not None and head.record is None:
+        if (
+            not full
+            and mark is None
+            and not new_structure
+            and head is not None
+            and head.record is None
+        ):
             await self.store.write_batch([Put(namespace, key, data), *extra], fence=self.fence)
             return
-        head, ops = self._next_head(
-            seq, full, mark, structure if new_structure else None, record if mark else None
-        )
+        head, ops = self._next_head(seq, full, mark, structure if new_structure else None)
         await self.store.write_batch([Put(namespace, key, data), *ops, *extra], fence=self.fence)
         self.head = head
 
@@ -315,9 +324,8 @@ class ThreadWriter:
         self,
         seq: int,
         full: bool,
-        mark: bool,
+        mark: dict[str, Any] | None,
         structure: tuple[str, dict[str, Any]] | None,
-        record: dict[str, Any] | None,
     ) -> tuple[Head, list[Any]]:
         """The head after checkpoint ``seq`` and the operations that write it, with the
         pruning deletions."""
@@ -333,7 +341,7 @@ class ThreadWriter:
             text = json.dumps(description, sort_keys=True, separators=(",", ":"))
             ops.append(Put(self.namespace, f"structure/{graph_hash}", text.encode()))
         bases = [*old.bases, seq] if full else old.bases
-        marks = [*old.marks, seq] if mark else old.marks
+        marks = [*old.marks, seq] if mark is not None else old.marks
         pruned = old.pruned
         keep = self.keep
         if full and keep is not None:
@@ -350,7 +358,7 @@ class ThreadWriter:
                 pruned = cutoff
                 bases = [b for b in bases if b >= cutoff]
                 marks = [m for m in marks if m >= cutoff]
-        head = Head(max(seq, old.latest), pruned, bases, marks, graphs, record)
+        head = Head(max(seq, old.latest), pruned, bases, marks, graphs, mark)
         ops.append(Put(self.namespace, "head", self.codec.encode(head)))
         return head, ops
 
@@ -376,12 +384,21 @@ class Checkpointer(Generic[S]):
         self.thread_id = thread_id
         self.run_id = run_id
         self.policy = policy
-        self.policy_json = policy_to_json(policy)
         self.compact_after = compact_after
         self.codec = ensure_codec(codec)
         self.converter = self.codec.converter
         self.writer = ThreadWriter(store, thread_id, self.codec, lineage.head, policy.keep, fence)
-        self.token = fence.token
+        #: The fields every record of the run shares, and their JSON (encoded once).
+        self._fixed: dict[str, Any] = {
+            "thread_id": thread_id,
+            "run_id": run_id,
+            "graph": graph.name,
+            "graph_hash": graph.hash,
+            "policy": policy_to_json(policy),
+            "format": RECORD_FORMAT,
+            "token": fence.token,
+        }
+        self._fixed_json = to_json(self._fixed)[:-1]
         #: Deltas applied since the last saved checkpoint.
         self.pending: list[Delta] = []
         self.parent = lineage.parent
@@ -440,15 +457,12 @@ class Checkpointer(Generic[S]):
         graph = self.graph
         # The layout cattrs gives a CheckpointRecord (what loading decodes), built
         # directly: unstructuring the record itself would cost as much as a whole step.
-        record = {
-            "thread_id": self.thread_id,
-            "run_id": self.run_id,
+        # The fields shared by every record of the run were encoded once.
+        varying = {
             "checkpoint": seq,
             "parent": self.parent,
             "step": step,
             "run_start": run_start,
-            "graph": graph.name,
-            "graph_hash": graph.hash,
             "trigger": trigger.value,
             "status": status,
             "full": full,
@@ -459,13 +473,16 @@ class Checkpointer(Generic[S]):
             "deltas": [encode_delta(d, converter, graph) for d in self.pending],
             "frame": self._frame_json(frame),
             "occurrences": dict(occurrences),
-            "policy": self.policy_json,
             "created_at": time.time(),
-            "format": RECORD_FORMAT,
-            "token": self.token,
         }
+        data = f"{self._fixed_json},{to_json(varying)[1:]}".encode()
         await self.writer.write(
-            seq, record, full=full, mark=mark, structure=self._structure, extra=extra
+            seq,
+            data,
+            full=full,
+            mark={**self._fixed, **varying} if mark else None,
+            structure=self._structure,
+            extra=extra,
         )
         self._structure = None
         self.pending.clear()

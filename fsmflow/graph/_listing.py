@@ -27,6 +27,7 @@ from ._checkpoint import (
     ensure_codec,
     shared_codec,
     thread_namespace,
+    to_json,
 )
 from ._errors import CheckpointNotFound
 from ._frame import decode_frame, encode_frame, find_pending, release
@@ -252,5 +253,7 @@ async def _answer(store: Store, thread_id: str, target: str, value: Any, fence: 
     else:  # the same state as ``record``: its deltas on its parent
         raw.update(mark=False)
     writer = ThreadWriter(store, thread_id, codec, head, record.policy.get("keep"), fence)
-    await writer.write(seq, raw, full=record.full, mark=record.full)
+    await writer.write(
+        seq, to_json(raw).encode(), full=record.full, mark=raw if record.full else None
+    )
     return interrupt
