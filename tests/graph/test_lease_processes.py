@@ -312,7 +312,7 @@ def test_sigstop_the_active_one_past_its_ttl_and_it_is_fenced_off(
 @pytest.mark.parametrize("kind", KINDS)
 def test_kill_and_stop_rounds(kind: str, tmp_path: Path) -> None:
     rng = _seed()
-    for index in range(8):
+    for index in range(4):
         for name in ("kill", "stop"):
             where = tmp_path / f"{name}{index}"
             where.mkdir()
