@@ -21,7 +21,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..store import (
@@ -71,11 +71,6 @@ class ThreadLease:
     def fence(self) -> Fence:
         assert self.held is not None
         return self.held.fence
-
-    @property
-    def owner(self) -> str:
-        assert self.held is not None
-        return self.held.lease.owner
 
     def watch(self, ctx: RunContext[Any]) -> None:
         """Report a loss to ``ctx`` (the run working under this lease)."""
@@ -133,20 +128,17 @@ async def hold_thread(
     and the store's :class:`~fsmflow.store.LeaseLost` raised (a brief edit).
     """
     lease = ThreadLease(thread_id)
-    acquired = False
-    try:
-        async with hold_lease(
-            store,
-            thread_resource(thread_id),
-            new_owner(),
-            ttl,
-            standby=standby,
-            on_lost=lease.lose if run else None,
-        ) as held:
-            acquired = True
-            lease.held = held
-            yield lease
-    except LeaseHeld as exc:
-        if acquired:
-            raise
-        raise ThreadHeld(thread_id, exc.holder, exc.expires_in) from exc
+    holding = hold_lease(
+        store,
+        thread_resource(thread_id),
+        new_owner(),
+        ttl,
+        standby=standby,
+        on_lost=lease.lose if run else None,
+    )
+    async with AsyncExitStack() as stack:
+        try:
+            lease.held = await stack.enter_async_context(holding)
+        except LeaseHeld as exc:  # only the acquisition's, never the block's own
+            raise ThreadHeld(thread_id, exc.holder, exc.expires_in) from exc
+        yield lease

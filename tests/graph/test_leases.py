@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,11 @@ from fsmflow.graph import (
     CheckpointPolicy,
     ExecState,
     GraphEvent,
+    GraphExecution,
     GraphLeaseLost,
     GraphStream,
     InterruptWaiting,
+    RunContext,
     StateChanged,
     ThreadHeld,
     ThreadLeaseLost,
@@ -39,17 +41,25 @@ from fsmflow.graph import (
     resume_from,
     update_state,
 )
+from fsmflow.graph._fsm import OwnershipLost
 from fsmflow.graph._lease import thread_resource
 from fsmflow.graph._listing import answer_stored
+from fsmflow.graph._options import RunOptions
 from fsmflow.store import (
     BackendError,
+    BatchOp,
     Durability,
+    Fence,
     Lease,
+    LeaseHeld,
     LeaseLost,
     MemoryStore,
+    ReleaseLease,
     SqliteStore,
     Store,
+    Versioned,
 )
+from fsmflow.supervisor import Trigger
 from fsmflow.testing import each_backend
 
 from ._graphs import Counter, counter_builder, stored_records
@@ -491,3 +501,116 @@ async def test_nothing_is_written_once_the_lease_is_lost_not_even_a_step_in_hand
                     await anyio.sleep(1.0)  # the run waits to send its next event
     assert isinstance(events[-1], GraphLeaseLost)
     assert [r.step for r in await stored_records(store, "t")] == [0]
+
+
+class SlowAndUnreachable(UnreachableForRenewals):
+    """Reads take longer than the lease lasts, and renewals fail meanwhile."""
+
+    async def get(self, namespace: str, key: str) -> Versioned | None:
+        await anyio.sleep(0.5)
+        return await super().get(namespace, key)
+
+
+@each_backend
+async def test_a_lease_lost_while_the_thread_loads_ends_the_run_before_it_begins() -> None:
+    store = SlowAndUnreachable()
+    ran: list[str] = []
+
+    async def hook(name: str) -> None:
+        ran.append(name)
+
+    with anyio.fail_after(10), pytest.raises(ThreadLeaseLost):
+        await execute(_three_steps(hook), Counter(), store=store, policy=EVERY_STEP, lease_ttl=0.2)
+    assert not ran and not await store.keys("fsmflow.graph.threads")
+
+
+@each_backend
+async def test_a_run_that_writes_only_at_its_end_stops_between_steps() -> None:
+    # No every-step checkpoints: the loss, noticed while a step commits (a slow consumer
+    # holds it up), stops the run before its next step, which never runs.
+    store = UnreachableForRenewals()
+    ran: list[str] = []
+
+    async def hook(name: str) -> None:
+        ran.append(name)
+
+    events: list[GraphEvent] = []
+    with anyio.fail_after(10):
+        async with execute_stream(
+            _three_steps(hook), Counter(), store=store, thread_id="t", lease_ttl=0.3, buffer=0
+        ) as run:
+            async for event in run:
+                events.append(event)
+                if isinstance(event, StateChanged):
+                    await anyio.sleep(1.0)
+    assert ran == ["first"] and isinstance(events[-1], GraphLeaseLost)
+    assert not await stored_records(store, "t")
+
+
+@pytest.mark.parametrize(
+    "state", [ExecState.STARTING, ExecState.RUNNING, ExecState.AWAITING_DECISION]
+)
+async def test_every_active_state_turns_a_lost_lease_into_ownership_lost(
+    state: ExecState,
+) -> None:
+    # Also when the wake-up could not be queued (a full channel): the flag decides.
+    async def hook(name: str) -> None:
+        raise AssertionError("no step runs once the lease is lost")
+
+    options = RunOptions(store=MemoryStore())
+    ctx: RunContext[Counter] = RunContext(_three_steps(hook), Counter(), options, "t")
+    lost = LeaseLost("fsmflow.graph/t", 1, "thief", 2)
+    ctx.lose(lost)
+    directive = await GraphExecution(ctx).dispatch_state(state, ctx)
+    assert directive == Trigger(OwnershipLost(lost))
+
+
+async def test_a_run_that_never_wrote_ends_normally_after_a_takeover() -> None:
+    # Nothing to protect: a run with no checkpoint before its end whose lease was taken
+    # over (unnoticed: renewals are far off) completes; giving the lease up finds it gone.
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+
+    async def hook(name: str) -> None:
+        if name == "middle":
+            await _take_over(store, clock, "t", 30)
+
+    quiet = CheckpointPolicy(on_completion=False)
+    result = await execute(_three_steps(hook), Counter(), store=store, policy=quiet, thread_id="t")
+    assert result.state.trail == ["first", "middle", "last"]
+    assert await _lease_owner(store, "t") == "thief"
+
+
+class ReleaseFails(MemoryStore):
+    """A store whose lease releases fail (once)."""
+
+    failed = False
+
+    async def write_batch(
+        self, ops: Sequence[BatchOp], *, fence: Fence | None = None
+    ) -> list[int | bool | None]:
+        if not self.failed and any(isinstance(op, ReleaseLease) for op in ops):
+            self.failed = True
+            raise BackendError("write_batch", "disk I/O error")
+        return await super().write_batch(ops, fence=fence)
+
+
+async def test_a_release_that_fails_is_tried_again_when_the_run_is_left() -> None:
+    store = ReleaseFails()
+
+    async def hook(name: str) -> None:
+        pass
+
+    quiet = CheckpointPolicy(on_completion=False)
+    await execute(_three_steps(hook), Counter(), store=store, policy=quiet, thread_id="t")
+    assert store.failed and await _lease_owner(store, "t") == ""
+
+
+async def test_a_lease_error_of_the_callers_own_is_not_mistaken_for_the_threads() -> None:
+    store = MemoryStore()
+    await store.acquire_lease("elsewhere", "someone", 30)
+    # (What the block raises comes out of the stream's task group, as without a store.)
+    with pytest.RaisesGroup(LeaseHeld):
+        async with execute_stream(_asking_graph(), Counter(), store=store, thread_id="t"):
+            await store.acquire_lease("elsewhere", "me", 30)
+    assert await _lease_owner(store, "t") == ""
