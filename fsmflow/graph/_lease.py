@@ -57,6 +57,16 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+async def running(store: Store, thread_id: str) -> tuple[str, float] | None:
+    """Who runs ``thread_id`` now and in how many seconds its lease expires unless
+    renewed, or ``None`` when nobody holds it (a read: it takes nothing)."""
+    lease = await store.get_lease(thread_resource(thread_id))
+    if lease is None or not lease.owner:
+        return None
+    expires_in = lease.expires_at - await store.clock()
+    return None if expires_in <= 0 else (lease.owner, expires_in)
+
+
 class ThreadLease:
     """A hold on one thread: the fence its writes carry, and where a loss is reported."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -251,10 +252,14 @@ async def test_the_shell_is_refused_while_a_live_run_holds_the_thread(
     ):
         await _until_waiting(run)
         code = await trio.to_thread.run_sync(main, ["runs", "resume", str(db), "t", "4"])
+        shown = await trio.to_thread.run_sync(main, ["runs", "show", str(db), "t"])
         await run.handle.cancel()
-    assert code == 1
-    err = capsys.readouterr().err
+    assert code == 1 and shown == 0
+    out, err = capsys.readouterr()
     assert "thread 't' is being run by" in err and f":{os.getpid()}:" in err
+    assert f"run by {socket.gethostname()}:{os.getpid()}:" in out and "lease expires in" in out
+    assert await trio.to_thread.run_sync(main, ["runs", "show", str(db), "t", "--json"]) == 0
+    assert '"running": null' in capsys.readouterr().out  # it ended
 
 
 async def test_a_standby_takes_over_when_the_holder_ends(any_store: Store) -> None:
