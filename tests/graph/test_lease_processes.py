@@ -231,7 +231,7 @@ def kill_round(kind: str, tmp_path: Path, rng: random.Random) -> None:
     the standby finishes the run."""
     effects = tmp_path / "effects"
     with store_target(kind, tmp_path) as target, children() as started:
-        active = Child(target, "t", effects, "--announce", "--delay", "0.05")
+        active = Child(target, "t", effects, "--announce", "--delay", "0.08")
         started.append(active)
         active.wait_for(_starts_with("start"))
         standby = Child(target, "t", effects, "--announce")
