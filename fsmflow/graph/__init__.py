@@ -11,7 +11,9 @@ pauses the run with :func:`interrupt`; a run with a store checkpoints by a
 :func:`resume_from` continue (or fork), and :func:`get_state`, :func:`state_history` and
 :func:`update_state` read and edit. Each run is a :class:`GraphExecution`, a supervised FSM
 (``STARTING -> RUNNING <-> AWAITING_DECISION -> COMPLETED | FAILED | CANCELLED |
-INTERRUPTED``).
+INTERRUPTED``, or ``LEASE_LOST``). A run with a store holds its thread's lease while it
+runs, so one process runs a thread at a time (:class:`ThreadHeld`, ``standby=True``,
+:class:`ThreadLeaseLost`).
 """
 
 from ._builder import GraphBuilder
@@ -46,6 +48,8 @@ from ._errors import (
     StepsExceeded,
     StreamingRequired,
     ThreadBusy,
+    ThreadHeld,
+    ThreadLeaseLost,
     Unrouted,
 )
 from ._events import (
@@ -62,6 +66,7 @@ from ._events import (
     GraphEvent,
     GraphFailed,
     GraphInterrupted,
+    GraphLeaseLost,
     GraphResult,
     GraphStarted,
     InterruptResumed,
@@ -109,6 +114,7 @@ from ._interrupts import (
     interrupt,
     stream_writer,
 )
+from ._lease import DEFAULT_LEASE_TTL
 from ._listing import CheckpointInfo, RunSummary, inspect_run, list_runs
 from ._nodes import BarrierDefault, Edge, EdgeKind, NodeFn, ParallelStrategy
 from ._options import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_STEPS, new_trace_id
@@ -129,6 +135,7 @@ from ._retry import RetryPolicy
 from ._state import Delta, Reducer, add, append, merge, reducer, replace
 
 __all__ = [
+    "DEFAULT_LEASE_TTL",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_STEPS",
     "DEFAULT_MODES",
@@ -176,6 +183,7 @@ __all__ = [
     "GraphHashMismatchWarning",
     "GraphInterrupt",
     "GraphInterrupted",
+    "GraphLeaseLost",
     "GraphResult",
     "GraphStarted",
     "GraphStream",
@@ -223,6 +231,8 @@ __all__ = [
     "StreamWriter",
     "StreamingRequired",
     "ThreadBusy",
+    "ThreadHeld",
+    "ThreadLeaseLost",
     "Unrouted",
     "add",
     "append",

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
-from ..store import Codec, DecodeError, Delete, Put, Store
+from ..store import BatchOp, Codec, DecodeError, Delete, Fence, Put, Store
 from ._frame import Frame, encode_delta, encode_frame
 from ._state import Delta
 
@@ -164,6 +164,9 @@ class CheckpointRecord:
     policy: dict[str, Any]
     created_at: float
     format: int = RECORD_FORMAT
+    #: The fencing token of the thread's lease it was written under: a thread's
+    #: checkpoints carry non-decreasing tokens, one token per process that owned it.
+    token: int = 0
 
     @property
     def trace_id(self) -> str:
@@ -219,6 +222,11 @@ def decode_record(codec: Codec, value: bytes, where: str) -> CheckpointRecord:
     return record
 
 
+def to_json(value: Any) -> str:
+    """The compact JSON text records are stored as."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def policy_to_json(policy: CheckpointPolicy) -> dict[str, Any]:
     out: dict[str, Any] = attrs.asdict(policy)
     return out
@@ -258,10 +266,17 @@ class Lineage:
 class ThreadWriter:
     """Writes checkpoint records into one thread: the record, and with a full one or a
     mark the thread's head and the pruning the policy's ``keep`` asks for — all in one
-    atomic batch."""
+    atomic batch, fenced by the thread's lease (a batch the store refuses raises
+    :class:`~fsmflow.store.LeaseLost` and changes nothing)."""
 
     def __init__(
-        self, store: Store, thread_id: str, codec: Codec, head: Head | None, keep: int | None
+        self,
+        store: Store,
+        thread_id: str,
+        codec: Codec,
+        head: Head | None,
+        keep: int | None,
+        fence: Fence,
     ) -> None:
         self.store = store
         self.thread_id = thread_id
@@ -269,42 +284,48 @@ class ThreadWriter:
         self.codec = codec
         self.head = head
         self.keep = keep
+        self.fence = fence
 
     async def write(
         self,
         seq: int,
-        record: dict[str, Any],
+        data: bytes,
         *,
         full: bool,
-        mark: bool,
+        mark: dict[str, Any] | None,
         structure: tuple[str, dict[str, Any]] | None = None,
+        extra: Sequence[BatchOp] = (),
     ) -> None:
-        """Store record ``seq``; ``structure`` (hash, description) is stored with it when
-        the thread has not seen that graph structure yet. A mark is copied into the head
-        too (the newest checkpoint then loads from the head alone)."""
+        """Store record ``seq`` (``data``, its JSON form); ``structure`` (hash,
+        description) is stored with it when the thread has not seen that graph structure
+        yet. A ``mark`` (the record, given as a dict) is copied into the head too (the
+        newest checkpoint then loads from the head alone). ``extra`` operations (a lease
+        release) go into the same batch."""
         namespace = self.namespace
         key = checkpoint_key(seq)
-        data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
         new_structure = structure is not None and (
             self.head is None or structure[0] not in self.head.graphs
         )
         head = self.head
-        if not full and not mark and not new_structure and head is not None and head.record is None:
-            await self.store.put(namespace, key, data)
+        if (
+            not full
+            and mark is None
+            and not new_structure
+            and head is not None
+            and head.record is None
+        ):
+            await self.store.write_batch([Put(namespace, key, data), *extra], fence=self.fence)
             return
-        head, ops = self._next_head(
-            seq, full, mark, structure if new_structure else None, record if mark else None
-        )
-        await self.store.write_batch([Put(namespace, key, data), *ops])
+        head, ops = self._next_head(seq, full, mark, structure if new_structure else None)
+        await self.store.write_batch([Put(namespace, key, data), *ops, *extra], fence=self.fence)
         self.head = head
 
     def _next_head(
         self,
         seq: int,
         full: bool,
-        mark: bool,
+        mark: dict[str, Any] | None,
         structure: tuple[str, dict[str, Any]] | None,
-        record: dict[str, Any] | None,
     ) -> tuple[Head, list[Any]]:
         """The head after checkpoint ``seq`` and the operations that write it, with the
         pruning deletions."""
@@ -320,7 +341,7 @@ class ThreadWriter:
             text = json.dumps(description, sort_keys=True, separators=(",", ":"))
             ops.append(Put(self.namespace, f"structure/{graph_hash}", text.encode()))
         bases = [*old.bases, seq] if full else old.bases
-        marks = [*old.marks, seq] if mark else old.marks
+        marks = [*old.marks, seq] if mark is not None else old.marks
         pruned = old.pruned
         keep = self.keep
         if full and keep is not None:
@@ -337,7 +358,7 @@ class ThreadWriter:
                 pruned = cutoff
                 bases = [b for b in bases if b >= cutoff]
                 marks = [m for m in marks if m >= cutoff]
-        head = Head(max(seq, old.latest), pruned, bases, marks, graphs, record)
+        head = Head(max(seq, old.latest), pruned, bases, marks, graphs, mark)
         ops.append(Put(self.namespace, "head", self.codec.encode(head)))
         return head, ops
 
@@ -354,6 +375,7 @@ class Checkpointer(Generic[S]):
         policy: CheckpointPolicy,
         compact_after: int,
         lineage: Lineage,
+        fence: Fence,
         codec: Codec | None = None,
     ) -> None:
         if compact_after < 0:
@@ -362,11 +384,21 @@ class Checkpointer(Generic[S]):
         self.thread_id = thread_id
         self.run_id = run_id
         self.policy = policy
-        self.policy_json = policy_to_json(policy)
         self.compact_after = compact_after
         self.codec = ensure_codec(codec)
         self.converter = self.codec.converter
-        self.writer = ThreadWriter(store, thread_id, self.codec, lineage.head, policy.keep)
+        self.writer = ThreadWriter(store, thread_id, self.codec, lineage.head, policy.keep, fence)
+        #: The fields every record of the run shares, and their JSON (encoded once).
+        self._fixed: dict[str, Any] = {
+            "thread_id": thread_id,
+            "run_id": run_id,
+            "graph": graph.name,
+            "graph_hash": graph.hash,
+            "policy": policy_to_json(policy),
+            "format": RECORD_FORMAT,
+            "token": fence.token,
+        }
+        self._fixed_json = to_json(self._fixed)[:-1]
         #: Deltas applied since the last saved checkpoint.
         self.pending: list[Delta] = []
         self.parent = lineage.parent
@@ -412,8 +444,10 @@ class Checkpointer(Generic[S]):
         status: str,
         *,
         mark: bool = False,
+        extra: Sequence[BatchOp] = (),
     ) -> tuple[int, bool]:
-        """Store one checkpoint; returns its number and whether it was incremental.
+        """Store one checkpoint (with ``extra`` operations in the same batch); returns
+        its number and whether it was incremental.
 
         Nothing changes here when the store raises: the next save writes the same
         number, in full."""
@@ -423,15 +457,12 @@ class Checkpointer(Generic[S]):
         graph = self.graph
         # The layout cattrs gives a CheckpointRecord (what loading decodes), built
         # directly: unstructuring the record itself would cost as much as a whole step.
-        record = {
-            "thread_id": self.thread_id,
-            "run_id": self.run_id,
+        # The fields shared by every record of the run were encoded once.
+        varying = {
             "checkpoint": seq,
             "parent": self.parent,
             "step": step,
             "run_start": run_start,
-            "graph": graph.name,
-            "graph_hash": graph.hash,
             "trigger": trigger.value,
             "status": status,
             "full": full,
@@ -442,11 +473,17 @@ class Checkpointer(Generic[S]):
             "deltas": [encode_delta(d, converter, graph) for d in self.pending],
             "frame": self._frame_json(frame),
             "occurrences": dict(occurrences),
-            "policy": self.policy_json,
             "created_at": time.time(),
-            "format": RECORD_FORMAT,
         }
-        await self.writer.write(seq, record, full=full, mark=mark, structure=self._structure)
+        data = f"{self._fixed_json},{to_json(varying)[1:]}".encode()
+        await self.writer.write(
+            seq,
+            data,
+            full=full,
+            mark={**self._fixed, **varying} if mark else None,
+            structure=self._structure,
+            extra=extra,
+        )
         self._structure = None
         self.pending.clear()
         self.chain = 0 if full else (self.chain or 0) + 1

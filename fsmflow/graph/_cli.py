@@ -1,8 +1,9 @@
 """``fsmflow runs``: stored graph runs in a SQLite file, from the shell.
 
 * ``fsmflow runs list DB`` — one line per thread.
-* ``fsmflow runs show DB THREAD`` — its newest state (in JSON form, long strings and
-  collections shortened), what it waits on, and its checkpoints; with ``--diagram
+* ``fsmflow runs show DB THREAD`` — which process runs it now (its lease's holder), its
+  newest state (in JSON form, long strings and collections shortened), what it waits on,
+  and its checkpoints; with ``--diagram
   MODULE:GRAPH``, the graph drawn (Mermaid) with the run's position highlighted.
 * ``fsmflow runs approve|reject|skip DB THREAD BARRIER`` — decide a barrier the thread
   waits at (``BARRIER`` is its id, ``gate#2``, or its node name).
@@ -10,9 +11,10 @@
   JSON value.
 
 Deciding and answering record the value as a new checkpoint of the thread; the next
-``resume``/``resume_from`` of the thread (in any process) takes it. Exit status: 0 on
-success; 2 (with usage) when ``DB`` does not exist; 1 when it cannot be read, the thread
-has no checkpoints, or nothing named waits.
+``resume``/``resume_from`` of the thread (in any process) takes it. They take the
+thread's lease for the write, so they are refused while a live run holds the thread.
+Exit status: 0 on success; 2 (with usage) when ``DB`` does not exist; 1 when it cannot be
+read, the thread has no checkpoints, nothing named waits, or a live run holds it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ._errors import GraphError
 from ._graph import Graph
 from ._history import stored_flowchart
 from ._interrupts import Interrupt
+from ._lease import running
 from ._listing import answer_stored, inspect_run, list_runs, read_stored
 
 #: How much of a stored state ``runs show`` prints.
@@ -140,12 +143,14 @@ async def _show(store: Store, args: argparse.Namespace) -> Any:
     infos = await inspect_run(store, args.thread)
     record = stored.record
     waiting = [_describe(i) for i in stored.interrupts]
+    runner = await running(store, args.thread)
     if args.json:
         return {
             "thread_id": args.thread,
             "run_id": record.run_id,
             "graph": record.graph,
             "status": record.status,
+            "running": None if runner is None else {"holder": runner[0], "expires_in": runner[1]},
             "step": record.step,
             "next_node": record.next_node,
             "state": stored.state,
@@ -156,6 +161,9 @@ async def _show(store: Store, args: argparse.Namespace) -> Any:
     lines = [
         f"thread {args.thread}  graph {record.graph}  run {record.run_id}",
         f"status {record.status}  step {record.step}  next={record.next_node or '-'}",
+        "run by nobody now"
+        if runner is None
+        else f"run by {runner[0]} now (its lease expires in {runner[1]:.1f}s unless renewed)",
         "state:",
         *("  " + line for line in json.dumps(shorten(stored.state), indent=2).splitlines()),
     ]

@@ -3,14 +3,18 @@ save checkpoints by policy and emit the event stream.
 
 Each saved checkpoint is reported by exactly one :class:`CheckpointSaved` (with its
 number); a save the store refuses is reported as :class:`ErrorObserved`, the run goes on,
-and the next checkpoint is a full one.
+and the next checkpoint is a full one — except a save refused for a lost lease
+(:class:`~fsmflow.store.LeaseLost`), which raises: the action fails, the FSM gets
+``OwnershipLost`` and the run ends ``LEASE_LOST`` without writing anything more.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..store import LeaseLost
 from ._checkpoint import CheckpointTrigger
+from ._errors import ThreadLeaseLost
 from ._events import (
     CheckpointSaved,
     ErrorObserved,
@@ -18,6 +22,7 @@ from ._events import (
     GraphCancelled,
     GraphCompleted,
     GraphFailed,
+    GraphLeaseLost,
     GraphStarted,
     NodeEnded,
     StateChanged,
@@ -38,11 +43,17 @@ async def save(
     *,
     mark: bool = False,
     strict: bool = False,
+    last: bool = False,
 ) -> None:
     """Save a checkpoint now. A store error is reported as an observed error (the run
-    goes on, and the next checkpoint is a full one) — or raised, when ``strict``."""
+    goes on, and the next checkpoint is a full one) — or raised, when ``strict``. A lost
+    lease is always raised, and once it is lost nothing is written any more. The
+    ``last`` checkpoint of a run releases its lease in the same batch."""
     checkpointer = ctx.checkpointer
     assert checkpointer is not None
+    if ctx.lost is not None:
+        raise ctx.lost
+    lease = ctx.lease if last else None
     try:
         seq, incremental = await checkpointer.save(
             ctx.state,
@@ -53,7 +64,11 @@ async def save(
             trigger,
             status,
             mark=mark,
+            extra=() if lease is None else lease.release_ops(),
         )
+    except LeaseLost as exc:
+        ctx.lose(exc)
+        raise
     except Exception as exc:
         checkpointer.chain = None
         if strict:
@@ -67,6 +82,8 @@ async def save(
             )
         )
         return
+    if lease is not None:
+        lease.gave_up()
     if ctx.debug:
         await ctx.emit(
             CheckpointSaved(
@@ -216,7 +233,8 @@ async def complete(ctx: RunContext[Any], already: bool) -> None:
     frame.sends = None
     checkpointer = ctx.checkpointer
     if not already and checkpointer is not None and checkpointer.policy.on_completion:
-        await save(ctx, CheckpointTrigger.COMPLETION, "completed", mark=True)
+        await save(ctx, CheckpointTrigger.COMPLETION, "completed", mark=True, last=True)
+    await release(ctx)
     ctx.result = result = ctx.result_now()
     if ctx.sink is not None:
         await ctx.emit(GraphCompleted(trace_id=ctx.trace_id, span_id=ctx.root_span, result=result))
@@ -242,7 +260,8 @@ async def fail(ctx: RunContext[Any], failure: StepFailed) -> None:
             )
     checkpointer = ctx.checkpointer
     if checkpointer is not None and checkpointer.policy.on_failure:
-        await save(ctx, CheckpointTrigger.FAILURE, "failed", mark=True)
+        await save(ctx, CheckpointTrigger.FAILURE, "failed", mark=True, last=True)
+    await release(ctx)
     ctx.own.release()
     if ctx.sink is not None:
         await ctx.emit(
@@ -271,7 +290,8 @@ async def cancelled(ctx: RunContext[Any]) -> None:
     ctx.cancelled_at = where
     checkpointer = ctx.checkpointer
     if checkpointer is not None and checkpointer.policy.on_failure:
-        await save(ctx, CheckpointTrigger.CANCEL, "cancelled", mark=True)
+        await save(ctx, CheckpointTrigger.CANCEL, "cancelled", mark=True, last=True)
+    await release(ctx)
     ctx.own.release()
     if ctx.sink is not None:
         await ctx.emit(
@@ -291,3 +311,29 @@ async def save_requested(ctx: RunContext[Any]) -> None:
         return
     waiting = bool(ctx.frame.interrupts)
     await save(ctx, CheckpointTrigger.REQUEST, "waiting" if waiting else "running", mark=waiting)
+
+
+async def release(ctx: RunContext[Any]) -> None:
+    """The run ended: give its lease up now (unless its last checkpoint did), so a
+    standby takes over at once, even while the caller still holds the stream open."""
+    lease = ctx.lease
+    checkpointer = ctx.checkpointer
+    if lease is not None and checkpointer is not None and not lease.released:
+        await lease.release(checkpointer.writer.store)
+
+
+async def abandon(ctx: RunContext[Any]) -> None:
+    """End a run that lost its lease: nothing is written; the error and the terminal
+    event say so."""
+    lost = ctx.lost
+    assert lost is not None
+    ctx.abandoned = True
+    ctx.stop_timers()
+    ctx.cancelled_at = None
+    ctx.result = None
+    ctx.error = error = ThreadLeaseLost(ctx.thread_id, lost)
+    ctx.own.release()
+    if ctx.sink is not None:
+        await ctx.emit(
+            GraphLeaseLost(trace_id=ctx.trace_id, span_id=ctx.root_span, error=error, step=ctx.step)
+        )

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import anyio.abc
 import trio
 
-from ..store import Codec
-from ..supervisor import EventSender
+from ..store import Codec, StoreError
+from ..supervisor import EventSender, ExternalChannelClosed
 from . import _commit, _step, _waiting
 from ._checkpoint import Checkpointer, CheckpointTrigger, shared_codec
 from ._errors import GraphError
@@ -29,13 +30,23 @@ from ._events import (
     StreamMode,
 )
 from ._frame import Frame
-from ._fsm import Decide, ExecEvent, InterruptTimedOut, NodeDone, Paused, Resume, StepFailed
+from ._fsm import (
+    Decide,
+    ExecEvent,
+    InterruptTimedOut,
+    NodeDone,
+    OwnershipLost,
+    Paused,
+    Resume,
+    StepFailed,
+)
 from ._graph import Graph
 from ._interrupts import Interrupt, InterruptId, TaskScope
 from ._options import RunOptions
 from ._state import Ownership
 
 if TYPE_CHECKING:
+    from ._lease import ThreadLease
     from ._waiting import DecisionBox, Waiter
 
 S = TypeVar("S")
@@ -125,6 +136,13 @@ class RunContext(Generic[S]):
         #: A run stopping at a pause: whether its checkpoint failed.
         self.stopping = False
         self.pause_error: Exception | None = None
+        #: Why the run lost its thread's lease (``None`` while it holds it); once set,
+        #: the run writes nothing more and its FSM ends ``LEASE_LOST``.
+        self.lost: StoreError | None = None
+        #: Whether the FSM has ended the run for its lost lease.
+        self.abandoned = False
+        #: The lease the run holds on its thread (``None``: no store, or a subgraph's).
+        self.lease: ThreadLease | None = None
 
     # -- events ------------------------------------------------------------------------
 
@@ -173,6 +191,20 @@ class RunContext(Generic[S]):
             )
 
         return write
+
+    def lose(self, error: StoreError) -> None:
+        """The thread's lease is lost: write nothing more, stop the running node, and
+        wake the FSM (a waiting run through its channel; a running one sees the flag
+        between steps)."""
+        if self.lost is not None:
+            return
+        self.lost = error
+        if self.node_scope is not None:
+            self.node_scope.cancel()
+        sender = self.timer_sender
+        if sender is not None:
+            with suppress(anyio.WouldBlock, ExternalChannelClosed):
+                sender.send_nowait(OwnershipLost(error))
 
     def request_cancel(self) -> None:
         self.cancel_requested = True
@@ -246,3 +278,6 @@ class RunContext(Generic[S]):
 
     async def stash(self, event: Decide | Resume) -> None:
         await _waiting.stash(self, event)
+
+    async def abandon(self) -> None:
+        await _commit.abandon(self)

@@ -225,6 +225,44 @@ class ThreadBusy(GraphError):
         )
 
 
+class ThreadHeld(GraphError):
+    """A live process runs the thread: it holds the thread's lease (``holder``, its owner
+    id: host, process id and a random part) for ``expires_in`` more seconds unless it
+    renews it. Starting, resuming or editing the thread meanwhile is refused; pass
+    ``standby=True`` to wait and take over when the holder ends or dies. ``__cause__`` is
+    the store's :class:`~fsmflow.store.LeaseHeld`."""
+
+    def __init__(self, thread_id: str, holder: str, expires_in: float) -> None:
+        self.thread_id = thread_id
+        self.holder = holder
+        self.expires_in = expires_in
+        super().__init__(
+            f"thread {thread_id!r} is being run by {holder!r}, whose lease on it expires in "
+            f"{expires_in:.1f}s unless renewed: wait for that run to end, or pass "
+            "standby=True to take over when it ends or dies"
+        )
+
+
+class ThreadLeaseLost(GraphError):
+    """The run lost its lease on the thread and stopped without writing anything more:
+    another process took the thread over after the lease expired (this one was paused,
+    or blocked its event loop, past ``lease_ttl``), or renewing kept failing until the
+    lease must have expired. The thread's history from then on is the new owner's.
+
+    ``holder`` is the owner that has the thread now, if known; ``cause`` (also
+    ``__cause__``) is the store's :class:`~fsmflow.store.LeaseLost` or the
+    :class:`~fsmflow.store.BackendError` that kept renewals from succeeding."""
+
+    def __init__(self, thread_id: str, cause: Exception) -> None:
+        self.thread_id = thread_id
+        self.cause = cause
+        self.holder: str | None = getattr(cause, "current_owner", None)
+        super().__init__(
+            f"the run of thread {thread_id!r} lost its lease and stopped without writing: {cause}"
+        )
+        self.__cause__ = cause
+
+
 class InterruptNeedsStore(GraphError):
     """A run without a store and without a handle reached an interrupt: nothing could
     resume it. Give ``execute`` a ``store=`` (then ``resume(..., value=...)``), or run

@@ -5,9 +5,9 @@ each node execution a child span of it, each parallel branch a child span of its
 Span ids are unique within a trace (a counter, shown as 16 hex digits, as in W3C trace
 context); the trace id is random (32 hex digits) and names one execution, while the
 ``thread_id`` of :class:`GraphStarted` names the conversation it belongs to. Exactly one
-terminal event — :class:`GraphCompleted`, :class:`GraphFailed`, :class:`GraphCancelled`
-or :class:`GraphInterrupted` — ends the stream of a run that was not abandoned by its
-consumer.
+terminal event — :class:`GraphCompleted`, :class:`GraphFailed`, :class:`GraphCancelled`,
+:class:`GraphInterrupted` or :class:`GraphLeaseLost` — ends the stream of a run that was
+not abandoned by its consumer.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 
 import attrs
 
-from ._errors import GraphError
+from ._errors import GraphError, ThreadLeaseLost
 from ._interrupts import BarrierId, Interrupt, InterruptId
 from ._results import Decision
 
@@ -262,6 +262,17 @@ class GraphInterrupted(_Traced, Generic[S]):
     result: GraphResult[S]
 
 
+@attrs.frozen(slots=True, kw_only=True)
+class GraphLeaseLost(_Traced):
+    """The run lost its thread's lease and stopped without writing (another process
+    took the thread over, see :class:`~fsmflow.graph.ThreadLeaseLost`); ``step`` is the
+    last step it had reached. The thread's history is the new owner's: read it, or
+    resume it once that run ends, rather than trusting this run's state."""
+
+    error: ThreadLeaseLost
+    step: int
+
+
 GraphEvent: TypeAlias = (
     GraphStarted
     | NodeStarted
@@ -284,7 +295,8 @@ GraphEvent: TypeAlias = (
     | GraphFailed[Any]
     | GraphCancelled[Any]
     | GraphInterrupted[Any]
+    | GraphLeaseLost
 )
 
 #: The events that end a run's stream.
-TERMINAL_EVENTS = (GraphCompleted, GraphFailed, GraphCancelled, GraphInterrupted)
+TERMINAL_EVENTS = (GraphCompleted, GraphFailed, GraphCancelled, GraphInterrupted, GraphLeaseLost)

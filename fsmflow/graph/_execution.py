@@ -29,6 +29,7 @@ from ._fsm import (
     ExecEvent,
     ExecState,
     ExecutorFailed,
+    OwnershipLost,
     StepFailed,
     execution_spec,
 )
@@ -60,16 +61,25 @@ class GraphExecution(
         self, state: ExecState, ctx: RunContext[Any]
     ) -> EventLoopDirective[ExecEvent]:
         if state is ExecState.RUNNING:
+            if ctx.lost is not None:
+                return Trigger(OwnershipLost(ctx.lost))
             if ctx.stopping:
                 if ctx.pause_error is not None:
                     return Trigger(StepFailed(pause_failure(ctx)))
                 return Trigger(STOPPED)
             if ctx.cancel_requested:
                 return Trigger(CANCEL)
-            return Trigger(await ctx.run_step())
+            event = await ctx.run_step()
+            if ctx.lost is not None:  # whatever the step did stays unwritten
+                return Trigger(OwnershipLost(ctx.lost))
+            return Trigger(event)
         if state is ExecState.STARTING:
+            if ctx.lost is not None:
+                return Trigger(OwnershipLost(ctx.lost))
             return Trigger(BEGIN)
         if state is ExecState.AWAITING_DECISION:
+            if ctx.lost is not None:
+                return Trigger(OwnershipLost(ctx.lost))
             if ctx.cancel_requested:
                 return Trigger(CANCEL)
             if ctx.all_resolved():
@@ -83,7 +93,7 @@ class GraphExecution(
             return ExternalEventMode.POLL
         if state is ExecState.AWAITING_DECISION:
             ctx = self._ctx
-            if ctx.cancel_requested or ctx.all_resolved():
+            if ctx.cancel_requested or ctx.all_resolved() or ctx.lost is not None:
                 return ExternalEventMode.POLL
             return ExternalEventMode.BLOCK
         return ExternalEventMode.IGNORE
@@ -92,4 +102,8 @@ class GraphExecution(
         return None
 
     def event_for_action_error(self, msg: str) -> ExecEvent:
+        ctx = self._ctx
+        if ctx.lost is not None and not ctx.abandoned:
+            # A save refused for a lost lease (or any action failing after the loss).
+            return OwnershipLost(ctx.lost)
         return ExecutorFailed(msg)

@@ -6,12 +6,15 @@ belongs to. Without ``thread_id`` a run is a thread of its own, named by its tra
 Giving an existing thread new input (``thread_id=``) merges it into the thread's saved
 state through the reducers and runs the graph again from its start; resuming continues
 the thread's newest checkpoint (or forks it at an older one).
+
+A run with a store holds its thread's lease (:mod:`._lease`) from before it reads the
+thread until it ends: one process runs a thread at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -30,8 +33,9 @@ from ._frame import Frame, find_pending, release
 from ._fsm import ExecEvent, ExecState
 from ._graph import Graph
 from ._handle import GraphHandle
-from ._history import delete_thread, load, read_head
+from ._history import load, read_head, remove_thread
 from ._interrupts import BarrierId, Interrupt, InterruptId
+from ._lease import DEFAULT_LEASE_TTL, ThreadLease, hold_thread
 from ._options import DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_STEPS, RunOptions, new_trace_id
 from ._state import Ownership
 
@@ -64,38 +68,49 @@ def _initial(graph: Graph[S], state: S | Mapping[str, Any]) -> S:
     return state  # type: ignore[return-value]
 
 
+def _held(
+    store: Store | None, thread: str, options: RunOptions, standby: bool
+) -> AbstractAsyncContextManager[ThreadLease | None]:
+    """The thread's lease for a run (nothing without a store)."""
+    if store is None:
+        return nullcontext(None)
+    return hold_thread(store, thread, options.lease_ttl, standby=standby, run=True)
+
+
 async def _start(
     graph: Graph[S],
     state: S | Mapping[str, Any],
     options: RunOptions,
-    trace_id: str | None,
-    thread_id: str | None,
+    run_id: str,
+    thread: str,
+    new_input: bool,
     replace: bool,
+    lease: ThreadLease | None,
 ) -> RunContext[S]:
-    """The context of a new run: on a new thread, or on an existing one with ``state``
-    merged in as new input."""
-    run_id = trace_id or new_trace_id()
-    thread = thread_id or run_id
+    """The context of a new run: on a new thread, or (``new_input``: the caller named
+    the thread) on an existing one with ``state`` merged in as new input. With a store,
+    the caller holds the thread's ``lease``."""
     store = options.store
     policy = options.policy
-    if store is None:
+    if store is None or lease is None:
         return RunContext(graph, _initial(graph, state), options, run_id, thread)
     codec = shared_codec()
     head = await read_head(store, thread, codec)
     if head is not None and replace:
-        await delete_thread(store, thread)
+        await remove_thread(store, thread, lease.fence)
         head = None
     if head is None:
         lineage = Lineage(None, None, None, 1)
         checkpointer = Checkpointer(
-            store, graph, thread, run_id, policy, options.compact_after, lineage, codec
+            store, graph, thread, run_id, policy, options.compact_after, lineage, lease.fence, codec
         )
         ctx = RunContext(
             graph, _initial(graph, state), options, run_id, thread, checkpointer=checkpointer
         )
         ctx.first_checkpoint = CheckpointTrigger.INPUT if policy.every_step else None
+        lease.watch(ctx)
         return ctx
-    if thread_id is None:
+    if not new_input:
         raise RunExists(thread)
     loaded = await load(store, graph, thread, codec=codec)
     restored = loaded.restored
@@ -110,7 +125,7 @@ async def _start(
     merged = graph.schema.apply(restored.state, state, "<input>", own)
     lineage = Lineage(loaded.head, restored.checkpoint, restored.chain, loaded.newest + 1)
     checkpointer = Checkpointer(
-        store, graph, thread, run_id, policy, options.compact_after, lineage, codec
+        store, graph, thread, run_id, policy, options.compact_after, lineage, lease.fence, codec
     )
     checkpointer.record([state])
     ctx = RunContext(
@@ -125,6 +140,7 @@ async def _start(
         own=own,
     )
     ctx.first_checkpoint = CheckpointTrigger.INPUT if policy.every_step else None
+    lease.watch(ctx)
     return ctx
 
 
@@ -163,8 +179,10 @@ async def _resumed(
     force: bool,
     value: Any,
     values: Mapping[InterruptId | BarrierId | str, Any] | None,
+    lease: ThreadLease,
 ) -> RunContext[S]:
-    """The context that continues ``thread_id`` (or forks it at ``checkpoint``)."""
+    """The context that continues ``thread_id`` (or forks it at ``checkpoint``); the
+    caller holds the thread's ``lease``."""
     codec = shared_codec()
     loaded = await load(store, graph, thread_id, checkpoint=checkpoint, force=force, codec=codec)
     restored = loaded.restored
@@ -175,10 +193,15 @@ async def _resumed(
         loaded.head, restored.checkpoint, None if fork else restored.chain, loaded.newest + 1
     )
     options = RunOptions(
-        options.max_steps, store, policy, options.compact_after, options.max_concurrency
+        options.max_steps,
+        store,
+        policy,
+        options.compact_after,
+        options.max_concurrency,
+        options.lease_ttl,
     )
     checkpointer = Checkpointer(
-        store, graph, thread_id, run_id, policy, options.compact_after, lineage, codec
+        store, graph, thread_id, run_id, policy, options.compact_after, lineage, lease.fence, codec
     )
     frame = restored.frame
     _answer(frame, value, values)
@@ -198,6 +221,7 @@ async def _resumed(
     )
     if fork:
         ctx.first_checkpoint = CheckpointTrigger.FORK
+    lease.watch(ctx)
     return ctx
 
 
@@ -222,6 +246,8 @@ async def execute(
     thread_id: str | None = None,
     replace: bool = False,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
+    standby: bool = False,
 ) -> GraphResult[S]:
     """Run ``graph`` from its start on ``state`` and return the result.
 
@@ -237,14 +263,24 @@ async def execute(
     merged into the saved state through the reducers (:class:`ThreadBusy` when its last
     run has not finished); a ``trace_id`` whose thread has checkpoints is refused with
     :class:`RunExists` unless ``replace=True`` deletes them first.
+
+    With a store the run holds its thread's lease while it runs (``lease_ttl`` seconds,
+    renewed every third of that): :class:`ThreadHeld` while another live process runs
+    the thread — or, with ``standby``, wait and take over when it ends or dies. A run that
+    loses its lease stops without writing and raises :class:`ThreadLeaseLost`.
     """
     if store is None:
         _refuse_barriers(graph)
     options = RunOptions(
-        max_steps, store, policy or CheckpointPolicy(), compact_after, max_concurrency
+        max_steps, store, policy or CheckpointPolicy(), compact_after, max_concurrency, lease_ttl
     )
-    ctx = await _start(graph, state, options, trace_id, thread_id, replace)
-    return await _run_plain(ctx)
+    run_id = trace_id or new_trace_id()
+    thread = thread_id or run_id
+    async with _held(store, thread, options, standby) as lease:
+        ctx = await _start(
+            graph, state, options, run_id, thread, thread_id is not None, replace, lease
+        )
+        return await _run_plain(ctx)
 
 
 class GraphStream(Generic[S]):
@@ -374,6 +410,8 @@ async def execute_stream(
     capacity: int = 64,
     stream_mode: StreamMode | Iterable[StreamMode] = DEFAULT_MODES,
     stop_at_interrupts: bool = False,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
+    standby: bool = False,
 ) -> AsyncIterator[GraphStream[S]]:
     """Run ``graph`` in the background; iterate over its events and steer it::
 
@@ -389,14 +427,21 @@ async def execute_stream(
     handle — or, with ``stop_at_interrupts``, ends there (checkpointed, like
     :func:`execute`). Leaving the block before the run ends cancels it; so does closing
     the stream. ``capacity`` bounds the handle's queue of decisions and requests. The
-    other arguments are :func:`execute`'s.
+    other arguments are :func:`execute`'s; the run holds its thread's lease until it
+    ends (a run waiting at an interrupt holds it too), and one that loses it ends with
+    :class:`GraphLeaseLost`.
     """
     options = RunOptions(
-        max_steps, store, policy or CheckpointPolicy(), compact_after, max_concurrency
+        max_steps, store, policy or CheckpointPolicy(), compact_after, max_concurrency, lease_ttl
     )
-    ctx = await _start(graph, state, options, trace_id, thread_id, replace)
-    async with _stream(ctx, buffer, capacity, _modes(stream_mode), stop_at_interrupts) as run:
-        yield run
+    run_id = trace_id or new_trace_id()
+    thread = thread_id or run_id
+    async with _held(store, thread, options, standby) as lease:
+        ctx = await _start(
+            graph, state, options, run_id, thread, thread_id is not None, replace, lease
+        )
+        async with _stream(ctx, buffer, capacity, _modes(stream_mode), stop_at_interrupts) as run:
+            yield run
 
 
 @asynccontextmanager
@@ -417,6 +462,8 @@ async def resume_from(
     capacity: int = 64,
     stream_mode: StreamMode | Iterable[StreamMode] = DEFAULT_MODES,
     stop_at_interrupts: bool = False,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
+    standby: bool = False,
 ) -> AsyncIterator[GraphStream[S]]:
     """Continue ``thread_id`` from its newest checkpoint in ``store``, as a stream (see
     :func:`execute_stream`).
@@ -429,12 +476,20 @@ async def resume_from(
     after it stay as they were.
 
     Raises :class:`CheckpointNotFound`, and :class:`GraphHashMismatch` when the graph
-    changed since the checkpoint — unless ``force``, which warns instead.
+    changed since the checkpoint — unless ``force``, which warns instead. The thread's
+    lease is taken before the checkpoint is read: :class:`ThreadHeld` while another live
+    process runs the thread, unless ``standby`` (then the newest checkpoint is read once
+    that process has ended or died: a standby continues where its predecessor stopped).
     """
-    options = RunOptions(max_steps, store, CheckpointPolicy(), compact_after, max_concurrency)
-    ctx = await _resumed(graph, thread_id, store, options, policy, checkpoint, force, value, values)
-    async with _stream(ctx, buffer, capacity, _modes(stream_mode), stop_at_interrupts) as run:
-        yield run
+    options = RunOptions(
+        max_steps, store, CheckpointPolicy(), compact_after, max_concurrency, lease_ttl
+    )
+    async with hold_thread(store, thread_id, lease_ttl, standby=standby, run=True) as lease:
+        ctx = await _resumed(
+            graph, thread_id, store, options, policy, checkpoint, force, value, values, lease
+        )
+        async with _stream(ctx, buffer, capacity, _modes(stream_mode), stop_at_interrupts) as run:
+            yield run
 
 
 async def resume(
@@ -450,10 +505,17 @@ async def resume(
     policy: CheckpointPolicy | None = None,
     compact_after: int = 20,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
+    standby: bool = False,
 ) -> GraphResult[S]:
     """:func:`resume_from` without a stream (LangGraph's ``invoke(Command(resume=...))``):
     continue the thread and return the result — which stops at the next interrupt, like
-    :func:`execute`."""
-    options = RunOptions(max_steps, store, CheckpointPolicy(), compact_after, max_concurrency)
-    ctx = await _resumed(graph, thread_id, store, options, policy, checkpoint, force, value, values)
-    return await _run_plain(ctx)
+    :func:`execute`. Raises :class:`ThreadLeaseLost` when the run loses its lease."""
+    options = RunOptions(
+        max_steps, store, CheckpointPolicy(), compact_after, max_concurrency, lease_ttl
+    )
+    async with hold_thread(store, thread_id, lease_ttl, standby=standby, run=True) as lease:
+        ctx = await _resumed(
+            graph, thread_id, store, options, policy, checkpoint, force, value, values, lease
+        )
+        return await _run_plain(ctx)

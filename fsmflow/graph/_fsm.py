@@ -1,14 +1,18 @@
 """The graph execution's own FSM: the one source of truth for a run's lifecycle.
 
 ``STARTING -> RUNNING -> COMPLETED | FAILED | CANCELLED | INTERRUPTED``, through
-``AWAITING_DECISION`` while interrupts (barriers among them) wait for values.
+``AWAITING_DECISION`` while interrupts (barriers among them) wait for values, and
+``LEASE_LOST`` from anywhere when the run loses its thread's lease.
 ``dispatch_state`` does the work of a state (runs the current step, notices that every
 waiting interrupt has its value) and reports it as an event; the actions commit it:
 merge the state, move to the next node, save checkpoints and emit the event stream. A run
 with a handle waits at its interrupts; a run without one (``execute``, ``resume``, a
 subgraph inside its parent) stops there, ``INTERRUPTED``, checkpointed. Only transitions
 into a terminal state emit a terminal event, and terminal states have no way out, so a
-run emits at most one.
+run emits at most one. The one way out of a terminal state is the loss of the lease
+while its final checkpoint is written (the store refused it): the run then ends
+``LEASE_LOST`` instead, and since a terminal event is sent after the final checkpoint,
+the run still emits only one (``GraphLeaseLost``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from ._interrupts import BarrierId, Interrupt, InterruptId
 from ._results import Decision, FanOut
 
 if TYPE_CHECKING:
+    from ..store import StoreError
+
+if TYPE_CHECKING:
     from ._context import RunContext
 
     Ctx: TypeAlias = RunContext[Any]
@@ -41,10 +48,17 @@ class ExecState(enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    LEASE_LOST = "lease_lost"
 
 
 TERMINAL_STATES = frozenset(
-    {ExecState.COMPLETED, ExecState.FAILED, ExecState.CANCELLED, ExecState.INTERRUPTED}
+    {
+        ExecState.COMPLETED,
+        ExecState.FAILED,
+        ExecState.CANCELLED,
+        ExecState.INTERRUPTED,
+        ExecState.LEASE_LOST,
+    }
 )
 
 # -- events ------------------------------------------------------------------------------
@@ -145,6 +159,14 @@ class ExecutorFailed:
     message: str
 
 
+@attrs.frozen(slots=True)
+class OwnershipLost:
+    """The run lost its thread's lease (a renewal or a fenced write found it taken over,
+    or renewals kept failing): stop without writing."""
+
+    error: StoreError
+
+
 #: Shared instances of the events that carry nothing.
 BEGIN = Begin()
 CANCEL = CancelRequested()
@@ -165,6 +187,7 @@ ExecEvent: TypeAlias = (
     | CancelRequested
     | CheckpointRequested
     | ExecutorFailed
+    | OwnershipLost
 )
 
 # -- actions -----------------------------------------------------------------------------
@@ -269,6 +292,14 @@ class SaveRequested:
         await ctx.save_requested()
 
 
+@attrs.frozen(slots=True)
+class Abandon:
+    """End the run without writing: its thread belongs to someone else now."""
+
+    async def execute(self, ctx: Ctx) -> None:
+        await ctx.abandon()
+
+
 ExecAction: TypeAlias = (
     Announce
     | Commit
@@ -282,6 +313,7 @@ ExecAction: TypeAlias = (
     | Release
     | Stash
     | SaveRequested
+    | Abandon
 )
 _T: TypeAlias = Transition[ExecState, ExecAction]
 
@@ -352,6 +384,14 @@ def _fault_after_end(state: ExecState, event: ExecutorFailed, ctx: Ctx) -> _T:
     return stay()
 
 
+def _lost(state: ExecState, event: OwnershipLost, ctx: Ctx) -> _T:
+    return goto(ExecState.LEASE_LOST, Abandon())
+
+
+def _lost_after_end(state: ExecState, event: OwnershipLost, ctx: Ctx) -> _T:
+    return stay()
+
+
 @cache
 def execution_spec() -> FsmSpec[ExecState, ExecEvent, Ctx, ExecAction]:
     """The executor's FSM (drawn in the docs)."""
@@ -382,6 +422,18 @@ def execution_spec() -> FsmSpec[ExecState, ExecEvent, Ctx, ExecAction]:
         scope.on(CancelRequested, _cancel, to=[ExecState.CANCELLED])
         scope.on(CheckpointRequested, _checkpoint, to=())
         scope.on(ExecutorFailed, _fault, to=[ExecState.FAILED])
+    # The final checkpoint of these states' actions may be refused for a lost lease.
+    for active in (
+        ExecState.STARTING,
+        ExecState.RUNNING,
+        ExecState.AWAITING_DECISION,
+        ExecState.COMPLETED,
+        ExecState.FAILED,
+        ExecState.CANCELLED,
+    ):
+        b.when(active).on(OwnershipLost, _lost, to=[ExecState.LEASE_LOST])
+    for ended in (ExecState.INTERRUPTED, ExecState.LEASE_LOST):
+        b.when(ended).on(OwnershipLost, _lost_after_end, to=())
     for terminal in TERMINAL_STATES:
         b.when(terminal).on(ExecutorFailed, _fault_after_end, to=())
     return b.build()

@@ -20,7 +20,7 @@ import cattrs
 from cattrs.errors import BaseValidationError
 
 from ..diagrams import Flowchart, NodeClass
-from ..store import Codec, DecodeError, Delete, Store
+from ..store import Codec, DecodeError, Delete, Fence, Store
 from ._checkpoint import (
     THREADS_NAMESPACE,
     Checkpointer,
@@ -44,6 +44,7 @@ from ._errors import (
 from ._frame import Frame, decode_delta, decode_frame, find_pending
 from ._graph import Graph, describe_changes
 from ._interrupts import Interrupt
+from ._lease import DEFAULT_LEASE_TTL, hold_thread
 from ._results import FanOut
 from ._state import Ownership
 
@@ -381,6 +382,7 @@ async def update_state(
     as_node: str | None = None,
     checkpoint: int | None = None,
     force: bool = False,
+    standby: bool = False,
 ) -> StateSnapshot[S]:
     """Edit a saved state outside any run: apply ``delta`` through the reducers to the
     newest checkpoint (or number ``checkpoint``, which forks the thread there) and save
@@ -389,38 +391,44 @@ async def update_state(
     With ``as_node``, the edit counts as that node's output: the run continues where the
     node's edges lead (its pending writes and interrupts are dropped). Without it, the
     run continues where it was, waiting on the same interrupts.
+
+    The edit takes the thread's lease for as long as it reads and writes: while a live
+    run holds it, :class:`ThreadHeld` is raised (naming the holder) — or, with
+    ``standby``, the edit waits until that run ends.
     """
-    loaded = await load(store, graph, thread_id, checkpoint=checkpoint, force=force)
-    restored = loaded.restored
-    if as_node is not None and as_node not in graph.nodes:
-        raise ValueError(f"as_node {as_node!r} is not a node of graph {graph.name!r}")
-    state = graph.schema.apply(restored.state, delta, as_node or "<update_state>")
-    frame = restored.frame
-    status = restored.status
-    if as_node is not None:
-        nxt = None if as_node == graph.end else graph.route(as_node, state)
-        frame = Frame(nxt.node, nxt.sends) if isinstance(nxt, FanOut) else Frame(nxt)
-        status = "completed" if nxt is None else "running"
-    checkpointer = Checkpointer(
-        store,
-        graph,
-        thread_id,
-        restored.run_id,
-        restored.policy,
-        0,
-        Lineage(loaded.head, restored.checkpoint, None, loaded.newest + 1),
-    )
-    checkpointer.record([delta])
-    seq, _ = await checkpointer.save(
-        state,
-        restored.step,
-        restored.run_start,
-        frame,
-        restored.occurrences,
-        CheckpointTrigger.UPDATE,
-        status,
-        mark=True,
-    )
+    async with hold_thread(store, thread_id, DEFAULT_LEASE_TTL, standby=standby) as lease:
+        loaded = await load(store, graph, thread_id, checkpoint=checkpoint, force=force)
+        restored = loaded.restored
+        if as_node is not None and as_node not in graph.nodes:
+            raise ValueError(f"as_node {as_node!r} is not a node of graph {graph.name!r}")
+        state = graph.schema.apply(restored.state, delta, as_node or "<update_state>")
+        frame = restored.frame
+        status = restored.status
+        if as_node is not None:
+            nxt = None if as_node == graph.end else graph.route(as_node, state)
+            frame = Frame(nxt.node, nxt.sends) if isinstance(nxt, FanOut) else Frame(nxt)
+            status = "completed" if nxt is None else "running"
+        checkpointer = Checkpointer(
+            store,
+            graph,
+            thread_id,
+            restored.run_id,
+            restored.policy,
+            0,
+            Lineage(loaded.head, restored.checkpoint, None, loaded.newest + 1),
+            lease.fence,
+        )
+        checkpointer.record([delta])
+        seq, _ = await checkpointer.save(
+            state,
+            restored.step,
+            restored.run_start,
+            frame,
+            restored.occurrences,
+            CheckpointTrigger.UPDATE,
+            status,
+            mark=True,
+        )
     return await get_state(graph, thread_id, store=store, checkpoint=seq, force=force)
 
 
@@ -446,13 +454,22 @@ async def stored_flowchart(
     return graph.flowchart(title=title, highlight=marks)
 
 
-async def delete_thread(store: Store, thread_id: str) -> int:
-    """Delete every checkpoint of ``thread_id``; returns how many there were."""
+async def delete_thread(store: Store, thread_id: str, *, standby: bool = False) -> int:
+    """Delete every checkpoint of ``thread_id``; returns how many there were.
+
+    Takes the thread's lease for the deletion: :class:`ThreadHeld` while a live run
+    holds it (``standby``: wait for that run to end)."""
+    async with hold_thread(store, thread_id, DEFAULT_LEASE_TTL, standby=standby) as lease:
+        return await remove_thread(store, thread_id, lease.fence)
+
+
+async def remove_thread(store: Store, thread_id: str, fence: Fence) -> int:
+    """Delete the thread's checkpoints in one batch fenced by its lease."""
     namespace = thread_namespace(thread_id)
     keys = await store.keys(namespace)
     if not keys:
         return 0
     ops: list[Any] = [Delete(namespace, k) for k in keys]
     ops.append(Delete(THREADS_NAMESPACE, thread_id))
-    await store.write_batch(ops)
+    await store.write_batch(ops, fence=fence)
     return sum(1 for k in keys if k.startswith("c"))

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from ..store import Codec, DecodeError, Store
+from ..store import Codec, DecodeError, Fence, Store
 from ._checkpoint import (
     THREADS_NAMESPACE,
     CheckpointRecord,
@@ -27,11 +27,13 @@ from ._checkpoint import (
     ensure_codec,
     shared_codec,
     thread_namespace,
+    to_json,
 )
 from ._errors import CheckpointNotFound
 from ._frame import decode_frame, encode_frame, find_pending, release
 from ._history import newest, read_head
 from ._interrupts import Interrupt, InterruptKind, Stored
+from ._lease import DEFAULT_LEASE_TTL, hold_thread
 
 
 @attrs.frozen(slots=True)
@@ -205,7 +207,13 @@ async def answer_stored(store: Store, thread_id: str, target: str, value: Any) -
     """Record ``value`` (its JSON form; a barrier's is a decision such as
     ``{"decision": "approve"}``) for the interrupt ``target`` names (its id, a barrier id
     or a barrier node name) as a new checkpoint of the thread; the next resume takes it.
-    Raises ``ValueError`` when nothing that waits matches."""
+    Raises ``ValueError`` when nothing that waits matches, and :class:`ThreadHeld` while
+    a live run holds the thread (answer it through that run's handle instead)."""
+    async with hold_thread(store, thread_id, DEFAULT_LEASE_TTL) as lease:
+        return await _answer(store, thread_id, target, value, lease.fence)
+
+
+async def _answer(store: Store, thread_id: str, target: str, value: Any, fence: Fence) -> Interrupt:
     codec = ensure_codec(None)
     head = await read_head(store, thread_id, codec)
     if head is None:
@@ -238,11 +246,14 @@ async def answer_stored(store: Store, thread_id: str, target: str, value: Any) -
         trigger=CheckpointTrigger.RESUME.value,
         frame=encode_frame(frame, codec.converter, None),
         created_at=time.time(),
+        token=fence.token,
     )
     if record.full:
         raw.update(parent=record.checkpoint, mark=True, deltas=[])
     else:  # the same state as ``record``: its deltas on its parent
         raw.update(mark=False)
-    writer = ThreadWriter(store, thread_id, codec, head, record.policy.get("keep"))
-    await writer.write(seq, raw, full=record.full, mark=record.full)
+    writer = ThreadWriter(store, thread_id, codec, head, record.policy.get("keep"), fence)
+    await writer.write(
+        seq, to_json(raw).encode(), full=record.full, mark=raw if record.full else None
+    )
     return interrupt

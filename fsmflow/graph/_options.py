@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import attrs
 
 from ..store import Store
 from ._checkpoint import CheckpointPolicy
+from ._lease import DEFAULT_LEASE_TTL
 
 
 def new_trace_id() -> str:
@@ -30,6 +32,9 @@ class RunOptions:
     policy: CheckpointPolicy = attrs.field(factory=CheckpointPolicy)
     compact_after: int = 20
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    #: The run's lease on its thread lasts this long without renewal (it is renewed
+    #: every third of it).
+    lease_ttl: float = DEFAULT_LEASE_TTL
 
     def __attrs_post_init__(self) -> None:
         if self.max_steps < 1:
@@ -38,3 +43,7 @@ class RunOptions:
             raise ValueError(f"max_concurrency must be >= 1, not {self.max_concurrency}")
         if self.compact_after < 0:
             raise ValueError(f"compact_after must be >= 0, not {self.compact_after}")
+        if not (self.lease_ttl > 0 and math.isfinite(self.lease_ttl)):
+            raise ValueError(
+                f"lease_ttl must be a positive number of seconds, not {self.lease_ttl}"
+            )

@@ -223,7 +223,9 @@ async def save_pause(ctx: RunContext[Any], paused: Paused) -> None:
     ctx.stopping = True
     if ctx.checkpointer is not None:
         try:
-            await save(ctx, _trigger(paused.interrupts), "waiting", mark=True, strict=True)
+            await save(
+                ctx, _trigger(paused.interrupts), "waiting", mark=True, strict=True, last=True
+            )
         except Exception as exc:
             ctx.pause_error = exc
 

@@ -13,7 +13,7 @@ TTL.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
 import anyio
@@ -67,16 +67,17 @@ async def hold_lease(
     *,
     standby: bool = False,
     renew_every: float | None = None,
+    on_lost: Callable[[StoreError], None] | None = None,
 ) -> AsyncIterator[HeldLease]:
     """Hold ``resource`` for ``owner`` while the ``async with`` block runs.
 
     Acquires the lease (raising :class:`LeaseHeld`, naming the holder, while someone else
     holds it — or, with ``standby=True``, waiting until the holder releases it or its
-    lease expires), then keeps it as :func:`keep_lease` does.
+    lease expires), then keeps it as :func:`keep_lease` does (``on_lost`` included).
     """
     interval = _interval(ttl, renew_every)
     lease = await _acquire(store, resource, owner, ttl, standby)
-    async with keep_lease(store, lease, ttl, renew_every=interval) as held:
+    async with keep_lease(store, lease, ttl, renew_every=interval, on_lost=on_lost) as held:
         yield held
 
 
@@ -88,6 +89,7 @@ async def keep_lease(
     *,
     renew_every: float | None = None,
     release_after: float = math.inf,
+    on_lost: Callable[[StoreError], None] | None = None,
 ) -> AsyncIterator[HeldLease]:
     """Keep ``lease`` (already acquired or claimed) while the ``async with`` block runs.
 
@@ -100,12 +102,17 @@ async def keep_lease(
     (default: never, until offered again) — and its channel (:func:`lease_channel`)
     notified, unless it was lost or the block released it itself
     (:meth:`HeldLease.give_up`).
+
+    With ``on_lost``, the block stops by itself instead: a lost lease sets
+    :attr:`HeldLease.lost` and calls ``on_lost(error)`` (from the renewal task; it must
+    not block), the block is not cancelled, and the ``async with`` does not raise the
+    error. An engine whose own state machine must see the loss as an event uses this.
     """
     interval = _interval(ttl, renew_every)
     held = HeldLease(lease)
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_renew, store, held, ttl, interval, tg.cancel_scope)
+            tg.start_soon(_renew, store, held, ttl, interval, tg.cancel_scope, on_lost)
             try:
                 yield held
             finally:
@@ -118,7 +125,7 @@ async def keep_lease(
     finally:
         if held.error is None and not held.given_up:
             await _release(store, held.lease, release_after)
-    if held.error is not None:
+    if held.error is not None and on_lost is None:
         raise held.error
 
 
@@ -150,7 +157,12 @@ async def _acquire(store: Store, resource: str, owner: str, ttl: float, standby:
 
 
 async def _renew(
-    store: Store, held: HeldLease, ttl: float, interval: float, scope: anyio.CancelScope
+    store: Store,
+    held: HeldLease,
+    ttl: float,
+    interval: float,
+    scope: anyio.CancelScope,
+    on_lost: Callable[[StoreError], None] | None,
 ) -> None:
     renewed_at = anyio.current_time()
     while True:
@@ -173,5 +185,8 @@ async def _renew(
             renewed_at = attempt
             continue
         held.lost.set()
-        scope.cancel()
+        if on_lost is None:
+            scope.cancel()
+        else:
+            on_lost(held.error)
         return

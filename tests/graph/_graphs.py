@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Awaitable, Callable
 from typing import TypedDict, TypeVar
 
 import attrs
@@ -106,15 +108,29 @@ class Item:
     index: int
 
 
-def kill_graph(limit: int, delay: float = 0.0) -> Graph[Counter]:
+def kill_graph(
+    limit: int,
+    delay: float = 0.0,
+    effect: Callable[[int], None] | None = None,
+    before: Callable[[int], Awaitable[None]] | None = None,
+    blocking: bool = False,
+) -> Graph[Counter]:
     """A loop whose steps write several deltas each, through every reducer: ``tick``,
     then a parallel node of three branches, then a fan-out over 1-3 items, then back to
     ``tick`` until ``n`` reaches ``limit``. A restore that loses any delta of a step ends
-    in a different state. With ``delay``, ``tick`` sleeps that long."""
+    in a different state. ``tick`` awaits ``before(n)``, sleeps ``delay`` (``blocking``:
+    without yielding, as a busy process would), then calls ``effect(n)``: the side
+    effect tests count."""
 
     async def tick(state: Counter) -> dict[str, object]:
-        if delay:
+        if before is not None:
+            await before(state.n)
+        if blocking:
+            time.sleep(delay)  # noqa: ASYNC251  (on purpose: a busy, unresponsive process)
+        elif delay:
             await trio.sleep(delay)
+        if effect is not None:
+            effect(state.n)
         return {"n": state.n + 1, "trail": [f"t{state.n}"]}
 
     def branch_a(state: Counter) -> dict[str, object]:

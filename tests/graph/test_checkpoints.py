@@ -36,15 +36,17 @@ from fsmflow.graph import (
     resume_from,
     state_history,
 )
-from fsmflow.store import BatchOp, DecodeError, Fence, MemoryStore, Put, Versioned
+from fsmflow.store import BatchOp, DecodeError, Fence, MemoryStore, Put, Store, Versioned
 
 from ._graphs import Counter, counter_builder, loop_graph, states_by_step, stored_records
 
 EVERY_STEP = CheckpointPolicy(every_step=True, keep=None)
 
 
-async def test_every_step_checkpoints_are_incremental_compacted_and_numbered() -> None:
-    store = MemoryStore()
+async def test_every_step_checkpoints_are_incremental_compacted_and_numbered(
+    any_store: Store,
+) -> None:
+    store = any_store
     await execute(
         loop_graph(10), Counter(), store=store, policy=EVERY_STEP, compact_after=3, trace_id="run"
     )
@@ -64,8 +66,10 @@ async def test_every_step_checkpoints_are_incremental_compacted_and_numbered() -
     assert {r.run_id for r in records} == {"run"} and {r.thread_id for r in records} == {"run"}
 
 
-async def test_every_checkpoint_restores_the_state_the_run_had_at_its_step() -> None:
-    store = MemoryStore()
+async def test_every_checkpoint_restores_the_state_the_run_had_at_its_step(
+    any_store: Store,
+) -> None:
+    store = any_store
     reference = await states_by_step(loop_graph(9), Counter())
     await execute(
         loop_graph(9), Counter(), store=store, policy=EVERY_STEP, trace_id="r", compact_after=4
@@ -79,8 +83,8 @@ async def test_every_checkpoint_restores_the_state_the_run_had_at_its_step() -> 
     assert all(h.state == reference[h.step] for h in history)
 
 
-async def test_default_policy_saves_only_on_completion_for_plain_graphs() -> None:
-    store = MemoryStore()
+async def test_default_policy_saves_only_on_completion_for_plain_graphs(any_store: Store) -> None:
+    store = any_store
     await execute(loop_graph(3), Counter(), store=store, trace_id="x")
     assert [r.trigger for r in await stored_records(store, "x")] == ["completion"]
     none = MemoryStore()
@@ -89,7 +93,7 @@ async def test_default_policy_saves_only_on_completion_for_plain_graphs() -> Non
     assert await none.keys("fsmflow.graph.threads") == []
 
 
-async def test_adaptive_policy_saves_after_costly_or_side_effecting_steps() -> None:
+async def test_adaptive_policy_saves_after_costly_or_side_effecting_steps(any_store: Store) -> None:
     def cheap(state: Counter) -> NodeOutput:
         return NodeOutput(update={"n": state.n + 1}, cost=0.1)
 
@@ -103,7 +107,7 @@ async def test_adaptive_policy_saves_after_costly_or_side_effecting_steps() -> N
     b.node("end", lambda s: None)
     b.edge("cheap", "costly").edge("costly", "mail").edge("mail", "end")
     graph = b.start("cheap").end("end").build()
-    store = MemoryStore()
+    store = any_store
     policy = CheckpointPolicy(on_completion=False, adaptive=AdaptiveScore(threshold=1.0))
     async with execute_stream(graph, Counter(), store=store, policy=policy) as run:
         saved = [e for e in [e async for e in run] if isinstance(e, CheckpointSaved)]
@@ -189,9 +193,9 @@ async def test_explicit_requests_checkpoint_between_nodes_and_while_waiting() ->
         ]
 
 
-async def test_resume_continues_to_the_same_final_state() -> None:
+async def test_resume_continues_to_the_same_final_state(any_store: Store) -> None:
     expected = await execute(loop_graph(8), Counter())
-    store = MemoryStore()
+    store = any_store
     async with execute_stream(
         loop_graph(8), Counter(), store=store, policy=EVERY_STEP, trace_id="t", compact_after=2
     ) as run:
@@ -206,8 +210,10 @@ async def test_resume_continues_to_the_same_final_state() -> None:
     assert len(await stored_records(store, "t")) == expected.steps + 1  # nothing added
 
 
-async def test_resume_errors_missing_run_hash_mismatch_says_what_changed_and_force() -> None:
-    store = MemoryStore()
+async def test_resume_errors_missing_run_hash_mismatch_says_what_changed_and_force(
+    any_store: Store,
+) -> None:
+    store = any_store
     with pytest.raises(CheckpointNotFound, match="nope"):
         await resume(loop_graph(3), "nope", store=store)
     await execute(loop_graph(3), Counter(), store=store, policy=EVERY_STEP, trace_id="h")
@@ -228,8 +234,8 @@ async def test_resume_errors_missing_run_hash_mismatch_says_what_changed_and_for
     assert result.state.n == 1  # forked after step 2, then tick -> tock -> extra -> done
 
 
-async def test_undecodable_checkpoints_name_the_checkpoint() -> None:
-    store = MemoryStore()
+async def test_undecodable_checkpoints_name_the_checkpoint(any_store: Store) -> None:
+    store = any_store
     await execute(loop_graph(1), Counter(), store=store, trace_id="bad", policy=EVERY_STEP)
     await store.put("fsmflow.graph/bad", "c000000000001", b"{not json")
     with pytest.raises(DecodeError, match="checkpoint bad@1"):
@@ -294,12 +300,12 @@ def test_custom_reducer_update_types_round_trip() -> None:
     assert trio.run(main_).trail == ["x", "y"]
 
 
-async def test_pruning_bounds_storage_and_keeps_what_restores() -> None:
+async def test_pruning_bounds_storage_and_keeps_what_restores(any_store: Store) -> None:
     """A long run with ``keep=30`` stores at most 30 recent checkpoints, the full one the
     oldest of them builds on, and its marks; every kept checkpoint restores exactly."""
     graph = loop_graph(150)
     reference = await states_by_step(graph, Counter())
-    store = MemoryStore()
+    store = any_store
     policy = CheckpointPolicy(every_step=True, keep=30)
     await execute(graph, Counter(), store=store, policy=policy, trace_id="p", compact_after=5)
     records = await stored_records(store, "p")
@@ -340,8 +346,8 @@ async def test_loading_reads_a_bounded_number_of_checkpoints(steps: int) -> None
     assert store.gets <= 2 * (10 + 2) + 2
 
 
-async def test_listing_threads_and_their_checkpoints() -> None:
-    store = MemoryStore()
+async def test_listing_threads_and_their_checkpoints(any_store: Store) -> None:
+    store = any_store
     await execute(loop_graph(2), Counter(), store=store, policy=EVERY_STEP, trace_id="a1")
     await execute(loop_graph(1), Counter(), store=store, trace_id="b2")
     summaries = await list_runs(store)

@@ -26,15 +26,15 @@ from fsmflow.graph import (
     reducer,
     resume,
 )
-from fsmflow.store import MemoryStore
+from fsmflow.store import Store
 
 from ._graphs import Counter, counter_builder, loop_graph, stored_records
 
 EVERY_STEP = CheckpointPolicy(every_step=True, keep=None)
 
 
-async def test_a_trace_id_whose_thread_has_checkpoints_is_refused() -> None:
-    store = MemoryStore()
+async def test_a_trace_id_whose_thread_has_checkpoints_is_refused(any_store: Store) -> None:
+    store = any_store
     await execute(loop_graph(2), Counter(), store=store, policy=EVERY_STEP, trace_id="x")
     before = await stored_records(store, "x")
     with pytest.raises(RunExists, match="resume_from"):
@@ -70,7 +70,7 @@ async def test_a_reducer_key_absent_from_a_partial_state_starts_from_its_empty_v
     assert (await execute(graph, {})).state == {"name": "x"}
 
 
-async def test_every_step_checkpoints_the_input_and_a_failing_step() -> None:
+async def test_every_step_checkpoints_the_input_and_a_failing_step(any_store: Store) -> None:
     broken = {"on": True}
 
     def work(state: Counter) -> dict[str, Any]:
@@ -80,7 +80,7 @@ async def test_every_step_checkpoints_the_input_and_a_failing_step() -> None:
 
     b = counter_builder().node("work", work).node("end", lambda s: None)
     graph = b.edge("work", "end").start("work").end("end").build()
-    store = MemoryStore()
+    store = any_store
     with pytest.raises(NodeFailed, match="flaky service"):
         await execute(graph, Counter(n=5), store=store, policy=EVERY_STEP, thread_id="f")
     records = await stored_records(store, "f")
@@ -93,12 +93,12 @@ async def test_every_step_checkpoints_the_input_and_a_failing_step() -> None:
     assert result.state.n == 6
 
 
-async def test_a_resumed_run_keeps_its_checkpoint_policy() -> None:
+async def test_a_resumed_run_keeps_its_checkpoint_policy(any_store: Store) -> None:
     b = counter_builder().node("a", lambda s: {"n": 1}).barrier("gate")
     b.node("b", lambda s: {"n": 2}).node("c", lambda s: {"n": 3})
     b.edge("a", "gate").edge("gate", "b").edge("b", "c")
     graph = b.start("a").end("c").build()
-    store = MemoryStore()
+    store = any_store
     stopped = await execute(graph, Counter(), store=store, policy=EVERY_STEP, thread_id="p")
     assert stopped.interrupts and stopped.interrupts[0].barrier_id is not None
     await resume(graph, "p", store=store, value=Approve())  # no policy given
@@ -114,8 +114,10 @@ async def test_a_resumed_run_keeps_its_checkpoint_policy() -> None:
     ]
 
 
-async def test_each_checkpoint_saved_event_is_exactly_one_stored_checkpoint() -> None:
-    store = MemoryStore()
+async def test_each_checkpoint_saved_event_is_exactly_one_stored_checkpoint(
+    any_store: Store,
+) -> None:
+    store = any_store
     saved: list[CheckpointSaved] = []
     async with execute_stream(
         loop_graph(3), Counter(), store=store, policy=EVERY_STEP, thread_id="e"

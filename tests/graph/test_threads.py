@@ -19,7 +19,7 @@ from fsmflow.graph import (
     interrupt,
     state_history,
 )
-from fsmflow.store import Durability, MemoryStore, SqliteStore
+from fsmflow.store import Durability, SqliteStore, Store
 
 
 @attrs.frozen
@@ -55,9 +55,9 @@ async def test_a_second_invocation_on_a_thread_continues_from_its_state(tmp_path
         assert [h.run_id for h in history] == [second.trace_id, first.trace_id]
 
 
-async def test_new_input_is_merged_through_the_reducers_and_recorded() -> None:
+async def test_new_input_is_merged_through_the_reducers_and_recorded(any_store: Store) -> None:
     graph = _chat_graph()
-    store = MemoryStore()
+    store = any_store
     policy = CheckpointPolicy(every_step=True, keep=None)
     await execute(graph, Chat(messages=["a"]), store=store, thread_id="t", policy=policy)
     await execute(graph, {"messages": ["b"]}, store=store, thread_id="t", policy=policy)
@@ -66,13 +66,13 @@ async def test_new_input_is_merged_through_the_reducers_and_recorded() -> None:
     assert [i.state.messages for i in inputs] == [["a", "echo: a", "b"], ["a"]]
 
 
-async def test_input_for_a_busy_or_changed_thread_is_refused() -> None:
+async def test_input_for_a_busy_or_changed_thread_is_refused(any_store: Store) -> None:
     def ask(state: Chat) -> dict[str, Any]:
         return {"messages": [interrupt("who?", str)]}
 
     b = GraphBuilder(Chat, name="ask", reducers={"messages": append})
     asking = b.node("ask", ask).start("ask").end("ask").build()
-    store = MemoryStore()
+    store = any_store
     stopped = await execute(asking, Chat(), store=store, thread_id="b")
     assert stopped.interrupts
     with pytest.raises(ThreadBusy, match="unfinished run"):

@@ -16,16 +16,16 @@ from fsmflow.graph import (
     state_history,
     update_state,
 )
-from fsmflow.store import MemoryStore
+from fsmflow.store import Store
 
 from ._graphs import Counter, counter_builder, loop_graph, states_by_step, stored_records
 
 EVERY_STEP = CheckpointPolicy(every_step=True, keep=None)
 
 
-async def test_a_fork_from_step_n_leaves_the_original_history_intact() -> None:
+async def test_a_fork_from_step_n_leaves_the_original_history_intact(any_store: Store) -> None:
     graph = loop_graph(4)
-    store = MemoryStore()
+    store = any_store
     original = await execute(graph, Counter(), store=store, thread_id="t", policy=EVERY_STEP)
     before = await stored_records(store, "t")
     at_step_3 = next(r for r in before if r.step == 3)
@@ -46,9 +46,9 @@ async def test_a_fork_from_step_n_leaves_the_original_history_intact() -> None:
     assert old_end.run_id == original.trace_id and old_end.status == "completed"
 
 
-async def test_update_state_as_a_node_edits_history_and_routes_on() -> None:
+async def test_update_state_as_a_node_edits_history_and_routes_on(any_store: Store) -> None:
     graph = loop_graph(5)
-    store = MemoryStore()
+    store = any_store
     await execute(graph, Counter(), store=store, thread_id="u", policy=EVERY_STEP)
     records = await stored_records(store, "u")
     after_tock = next(r for r in records if r.step == 4)  # n == 2, next is tick
@@ -67,13 +67,13 @@ async def test_update_state_as_a_node_edits_history_and_routes_on() -> None:
         await update_state(graph, "u", {}, store=store, as_node="ghost")
 
 
-async def test_update_state_without_a_node_keeps_the_run_waiting() -> None:
+async def test_update_state_without_a_node_keeps_the_run_waiting(any_store: Store) -> None:
     def ask(state: Counter) -> dict[str, Any]:
         return {"trail": [f"{state.n}:{interrupt('go?', str)}"]}
 
     b = counter_builder().node("ask", ask).start("ask").end("ask")
     graph = b.build()
-    store = MemoryStore()
+    store = any_store
     await execute(graph, Counter(), store=store, thread_id="w")
     edited = await update_state(graph, "w", {"n": 7}, store=store)
     assert edited.status == "waiting" and edited.interrupts[0].kind is InterruptKind.CALL

@@ -52,6 +52,55 @@ async def test_losing_the_lease_cancels_the_block_and_raises() -> None:
 
 
 @each_backend
+async def test_with_on_lost_the_block_is_told_and_stops_by_itself() -> None:
+    store = MemoryStore()
+    told: list[BaseException] = []
+    stopped = anyio.Event()
+
+    def lost(error: BaseException) -> None:
+        told.append(error)
+        stopped.set()
+
+    async with hold_lease(store, "run:3", "a", ttl=0.3, renew_every=0.05, on_lost=lost) as held:
+        await store.write_batch([ReleaseLease("run:3", held.lease.token)])
+        with anyio.fail_after(5):
+            await stopped.wait()  # not cancelled: the block carries on until it stops
+        with pytest.raises(LeaseLost):
+            await store.write_batch([Put("ns", "k", b"v")], fence=held.fence)
+    # No error out of the block, nothing released in the new state's name.
+    assert held.lost.is_set() and told == [held.error]
+    assert isinstance(held.error, LeaseLost)
+    stored = await store.get_lease("run:3")
+    assert stored is not None and stored.owner == "" and stored.token == held.lease.token
+
+
+@each_backend
+async def test_with_on_lost_a_kept_lease_is_released_at_the_end() -> None:
+    store = MemoryStore()
+    told: list[BaseException] = []
+    async with hold_lease(store, "run:4", "a", ttl=0.2, on_lost=told.append) as held:
+        await anyio.sleep(0.3)  # renewed meanwhile
+    assert not told and not held.lost.is_set()
+    stored = await store.get_lease("run:4")
+    assert stored is not None and stored.owner == ""
+
+
+@each_backend
+async def test_a_block_that_released_the_lease_itself_gives_it_up() -> None:
+    store = MemoryStore()
+    async with hold_lease(store, "run:5", "a", ttl=0.15) as held:
+        await store.write_batch(
+            [Put("ns", "last", b"v"), ReleaseLease("run:5", held.lease.token)], fence=held.fence
+        )
+        held.give_up()
+        assert held.given_up
+        taken = await store.acquire_lease("run:5", "b", 30)  # at once: it is free
+        await anyio.sleep(0.3)  # renewals stop: the new owner's lease is left alone
+    assert not held.lost.is_set() and held.error is None
+    assert await store.get_lease("run:5") == taken  # not released again on exit
+
+
+@each_backend
 async def test_the_blocks_own_error_comes_out_unwrapped() -> None:
     store = MemoryStore()
     with pytest.raises(KeyError):
