@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
+from ._runs_cli import register as register_runs
 from .diagrams._cli import register as register_diagram
 from .durable._cli import register as register_worker
-from .graph._cli import register as register_runs
 
 #: The ``register`` functions of every subcommand, in the order ``--help`` lists them.
 COMMANDS: tuple[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None], ...] = (

@@ -3,13 +3,13 @@
 * ``fsmflow worker MODULE:ATTR [MODULE:ATTR ...] --store PATH_OR_DSN`` runs a :class:`Worker`
   for the workflows named (an attribute may also be a list or tuple of workflows) until
   SIGINT or SIGTERM, which hand its runs back at once.
-* :func:`register_runs_subcommands` adds ``list``, ``show``, ``cancel``, ``retry`` and
-  ``signal`` for durable runs to a ``runs`` command's subparsers; each is a thin layer over
-  the functions of :mod:`._control` (``list_durable_runs`` and friends), which other
-  front ends can call directly.
+* The durable runs' part of ``fsmflow runs`` (assembled in :mod:`fsmflow._runs_cli`):
+  their rows in ``list``, ``show`` for a run, and ``cancel``, ``retry`` and ``signal``;
+  each is a thin layer over the functions of :mod:`._control` (``list_durable_runs`` and
+  friends), which other front ends can call directly.
 
-Exit status: 0 on success; 2 (with usage) for a bad reference or a missing store file; 1
-when the operation failed (unknown run, a run that cannot be retried, a store error).
+Exit status of ``worker``: 0 once stopped; 2 (with usage) for a bad reference; 1 when it
+failed (a store error).
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -47,6 +46,8 @@ from ._workflow import Workflow
 
 if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+Command = Callable[[Store, argparse.Namespace], Awaitable[Any]]
 
 
 def register(commands: Commands) -> None:
@@ -163,14 +164,18 @@ async def _serve(flows: list[Workflow[Any, Any]], args: argparse.Namespace) -> N
 # -- runs ---------------------------------------------------------------------------------
 
 
-def register_runs_subcommands(actions: Commands, *, names: Sequence[str] = ()) -> None:
-    """Add durable-run actions to a ``runs`` command's subparsers ``actions``: ``list``,
-    ``show``, ``cancel``, ``retry``, ``signal`` (or only those in ``names``). Each takes
-    the store (``STORE``: a SQLite path or a PostgreSQL DSN) as its first argument."""
-    wanted = set(names or ("list", "show", "cancel", "retry", "signal"))
-    specs: list[tuple[str, str, Callable[..., Awaitable[Any]], list[tuple[str, str]]]] = [
-        ("list", "one line per durable run", _list, []),
-        ("show", "everything stored about one durable run", _show, [("run_id", "RUN_ID")]),
+def configure_list(listing: argparse.ArgumentParser) -> None:
+    """The options ``runs list`` has for durable runs."""
+    listing.add_argument(
+        "--status", choices=[s.value for s in RunStatus], help="only durable runs in it"
+    )
+    listing.add_argument("--workflow", help="only durable runs of this workflow")
+
+
+def add_actions(action: Callable[[str, str, Command], argparse.ArgumentParser]) -> None:
+    """Add the durable runs' own actions through ``action(name, help, command)``, which
+    makes a subparser taking the store as its first argument."""
+    specs: list[tuple[str, str, Command, list[tuple[str, str]]]] = [
         (
             "cancel",
             "ask a durable run to stop (its steps are undone)",
@@ -186,40 +191,35 @@ def register_runs_subcommands(actions: Commands, *, names: Sequence[str] = ()) -
         ),
     ]
     for name, help_text, command, positionals in specs:
-        if name not in wanted:
-            continue
-        parser = actions.add_parser(name, help=help_text, description=help_text)
-        parser.add_argument("store", metavar="STORE", help="a SQLite file or a PostgreSQL DSN")
+        parser = action(name, help_text, command)
         for dest, metavar in positionals:
             parser.add_argument(dest, metavar=metavar)
-        if name == "list":
-            parser.add_argument("--status", choices=[s.value for s in RunStatus])
-            parser.add_argument("--workflow")
-        if name in ("list", "show"):
-            parser.add_argument("--json", action="store_true", help="print JSON")
-        parser.set_defaults(handler=functools.partial(_run_command, parser, command))
 
 
 def _when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def _list(store: Store, args: argparse.Namespace) -> Any:
+async def list_runs(store: Store, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The durable runs ``runs list`` shows (``--status``, ``--workflow``), as JSON data."""
     status = None if args.status is None else RunStatus(args.status)
     rows = await list_durable_runs(store, status=status, workflow=args.workflow)
-    if args.json:
-        return [attrs.asdict(row) for row in rows]
-    lines = [
-        f"{r.run_id}  {r.workflow}@{r.version}  {r.status:<19} {r.state:<20} "
-        f"queue={r.queue}/{r.priority}  recoveries={r.recoveries}  {_when(r.updated_at)}"
-        + (f"  error: {r.error}" if r.error else "")
-        for r in rows
-    ]
-    return "\n".join(lines) if lines else "no durable runs"
+    return [attrs.asdict(row) for row in rows]
 
 
-async def _show(store: Store, args: argparse.Namespace) -> Any:
-    shown = await show_durable_run(store, args.run_id)
+def run_line(row: dict[str, Any]) -> str:
+    """One line of ``runs list`` for a run of :func:`list_runs`."""
+    return (
+        f"{row['run_id']}  {row['workflow']}@{row['version']}  {row['status']:<19} "
+        f"{row['state']:<20} queue={row['queue']}/{row['priority']}  "
+        f"recoveries={row['recoveries']}  {_when(row['updated_at'])}"
+        + (f"  error: {row['error']}" if row["error"] else "")
+    )
+
+
+async def show_run(store: Store, run_id: str, args: argparse.Namespace) -> Any:
+    """``runs show`` for a durable run; raises :class:`UnknownRun` when there is none."""
+    shown = await show_durable_run(store, run_id)
     if args.json:
         return shown
     lines = [
@@ -259,27 +259,3 @@ async def _signal(store: Store, args: argparse.Namespace) -> Any:
         raise DurableError(f"VALUE is not JSON: {exc}") from None
     await signal_durable_run(store, args.run_id, args.type, args.value.encode())
     return f"{args.type} signal sent to {args.run_id}"
-
-
-async def _query(location: str, command: Callable[..., Awaitable[Any]], args: Any) -> Any:
-    store = await open_store(location)
-    try:
-        return await command(store, args)
-    finally:
-        await store.aclose()
-
-
-def _run_command(
-    parser: argparse.ArgumentParser,
-    command: Callable[..., Awaitable[Any]],
-    args: argparse.Namespace,
-) -> int:
-    if not is_postgres_dsn(args.store) and not Path(args.store).is_file():
-        parser.error(f"{args.store} does not exist")
-    try:
-        output = trio.run(_query, args.store, command, args)
-    except (StoreError, DurableError) as exc:
-        parser.exit(1, f"{parser.prog}: error: {exc}\n")
-    text = output if isinstance(output, str) else json.dumps(output, indent=2)
-    sys.stdout.write(text + "\n")
-    return 0

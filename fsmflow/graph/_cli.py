@@ -1,10 +1,10 @@
-"""``fsmflow runs``: stored graph runs in a SQLite file, from the shell.
+"""The graph executor's part of ``fsmflow runs`` (assembled in :mod:`fsmflow._runs_cli`).
 
-* ``fsmflow runs list DB`` — one line per thread.
+* ``fsmflow runs list DB`` — one line per thread (with the durable runs of the store).
 * ``fsmflow runs show DB THREAD`` — which process runs it now (its lease's holder), its
   newest state (in JSON form, long strings and collections shortened), what it waits on,
-  and its checkpoints; with ``--diagram
-  MODULE:GRAPH``, the graph drawn (Mermaid) with the run's position highlighted.
+  and its checkpoints; with ``--diagram MODULE:GRAPH``, the graph drawn (Mermaid) with the
+  run's position highlighted.
 * ``fsmflow runs approve|reject|skip DB THREAD BARRIER`` — decide a barrier the thread
   waits at (``BARRIER`` is its id, ``gate#2``, or its node name).
 * ``fsmflow runs resume DB THREAD VALUE [--interrupt ID]`` — answer an interrupt with a
@@ -13,31 +13,27 @@
 Deciding and answering record the value as a new checkpoint of the thread; the next
 ``resume``/``resume_from`` of the thread (in any process) takes it. They take the
 thread's lease for the write, so they are refused while a live run holds the thread.
-Exit status: 0 on success; 2 (with usage) when ``DB`` does not exist; 1 when it cannot be
-read, the thread has no checkpoints, nothing named waits, or a live run holds it.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import json
-import sys
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-import trio
 
-from ..diagrams import DiagramTargetError, flowchart_to_mermaid, load_target
-from ..store import Store, StoreError, is_postgres_dsn, open_store
-from ._errors import GraphError
+from ..diagrams import flowchart_to_mermaid, load_target
+from ..store import Store
 from ._graph import Graph
 from ._history import stored_flowchart
 from ._interrupts import Interrupt
 from ._lease import running
 from ._listing import answer_stored, inspect_run, list_runs, read_stored
+
+Command = Callable[[Store, argparse.Namespace], Awaitable[Any]]
 
 #: How much of a stored state ``runs show`` prints.
 MAX_STRING = 200
@@ -45,41 +41,27 @@ MAX_ITEMS = 20
 MAX_DEPTH = 6
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``runs`` subcommand to the ``fsmflow`` parser."""
-    parser = commands.add_parser(
-        "runs",
-        help="inspect stored graph runs, decide their barriers, answer their interrupts",
-        description=(
-            "Inspect and steer the graph runs checkpointed in a SQLite or PostgreSQL store."
-        ),
-    )
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def action(name: str, help: str, handler: Any) -> argparse.ArgumentParser:
-        sub = actions.add_parser(name, help=help)
-        sub.add_argument("db", metavar="DB", help="the SQLite file or a postgresql:// URL")
-        sub.set_defaults(handler=functools.partial(_run, sub, handler))
-        return sub
-
-    listing = action("list", "one line per stored thread", _list)
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    show = action("show", "a thread's state, what it waits on, its checkpoints", _show)
-    show.add_argument("thread", metavar="THREAD")
-    show.add_argument("--json", action="store_true", help="print JSON")
+def configure_show(show: argparse.ArgumentParser) -> None:
+    """The options ``runs show`` has for graph threads."""
     show.add_argument(
         "--diagram",
         metavar="MODULE:GRAPH",
-        help="print the graph (as Mermaid) with the run's position highlighted instead",
+        help="for a graph thread: print the graph (as Mermaid) with the run's position "
+        "highlighted instead",
     )
+
+
+def add_actions(action: Callable[[str, str, Command], argparse.ArgumentParser]) -> None:
+    """Add the graph's own actions through ``action(name, help, command)``, which makes a
+    subparser taking the store as its first argument."""
     for decision in ("approve", "reject", "skip"):
-        sub = action(decision, f"{decision} a barrier the thread waits at", _decide)
+        sub = action(decision, f"{decision} a barrier a graph thread waits at", _decide)
         sub.add_argument("thread", metavar="THREAD")
         sub.add_argument("barrier", metavar="BARRIER", help="a barrier id (gate#2) or node")
         if decision == "reject":
             sub.add_argument("--reason", default="rejected from the shell")
         sub.set_defaults(decision=decision)
-    answer = action("resume", "answer an interrupt the thread waits on", _resume)
+    answer = action("resume", "answer an interrupt a graph thread waits on", _resume)
     answer.add_argument("thread", metavar="THREAD")
     answer.add_argument("value", metavar="VALUE", help="the value, as JSON")
     answer.add_argument("--interrupt", metavar="ID", help="which interrupt (when several wait)")
@@ -121,32 +103,35 @@ def _describe(interrupt: Interrupt) -> dict[str, Any]:
     }
 
 
-async def _list(store: Store, args: argparse.Namespace) -> Any:
-    runs = await list_runs(store)
-    if args.json:
-        return [attrs.asdict(r) for r in runs]
-    lines = [
-        f"{r.thread_id}  {r.graph}  step {r.latest_step}  {r.status}  "
-        f"next={r.next_node or '-'}  checkpoints={r.checkpoints}  {_when(r.updated_at)}"
-        for r in runs
-    ]
-    return "\n".join(lines) if lines else "no runs"
+async def list_threads(store: Store) -> list[dict[str, Any]]:
+    """Every stored thread, as JSON data."""
+    return [attrs.asdict(r) for r in await list_runs(store)]
 
 
-async def _show(store: Store, args: argparse.Namespace) -> Any:
+def thread_line(row: dict[str, Any]) -> str:
+    """One line of ``runs list`` for a thread of :func:`list_threads`."""
+    return (
+        f"{row['thread_id']}  {row['graph']}  step {row['latest_step']}  {row['status']}  "
+        f"next={row['next_node'] or '-'}  checkpoints={row['checkpoints']}  "
+        f"{_when(row['updated_at'])}"
+    )
+
+
+async def show_thread(store: Store, thread: str, args: argparse.Namespace) -> Any:
+    """``runs show`` for a thread; raises :class:`CheckpointNotFound` when there is none."""
     if args.diagram is not None:
         graph = load_target(args.diagram)
         if not isinstance(graph, Graph):
             raise ValueError(f"{args.diagram} is not a Graph")
-        return flowchart_to_mermaid(await stored_flowchart(graph, args.thread, store=store))
-    stored = await read_stored(store, args.thread)
-    infos = await inspect_run(store, args.thread)
+        return flowchart_to_mermaid(await stored_flowchart(graph, thread, store=store))
+    stored = await read_stored(store, thread)
+    infos = await inspect_run(store, thread)
     record = stored.record
     waiting = [_describe(i) for i in stored.interrupts]
-    runner = await running(store, args.thread)
+    runner = await running(store, thread)
     if args.json:
         return {
-            "thread_id": args.thread,
+            "thread_id": thread,
             "run_id": record.run_id,
             "graph": record.graph,
             "status": record.status,
@@ -159,7 +144,7 @@ async def _show(store: Store, args: argparse.Namespace) -> Any:
             "checkpoints": [attrs.asdict(i) for i in infos],
         }
     lines = [
-        f"thread {args.thread}  graph {record.graph}  run {record.run_id}",
+        f"thread {thread}  graph {record.graph}  run {record.run_id}",
         f"status {record.status}  step {record.step}  next={record.next_node or '-'}",
         "run by nobody now"
         if runner is None
@@ -210,20 +195,3 @@ async def _resume(store: Store, args: argparse.Namespace) -> Any:
         target = str(stored.interrupts[0].id)
     interrupt = await answer_stored(store, args.thread, target, value)
     return f"value recorded for {interrupt.id}; resume the thread to apply it"
-
-
-async def _query(path: str, command: Any, args: argparse.Namespace) -> Any:
-    async with await open_store(path) as store:
-        return await command(store, args)
-
-
-def _run(parser: argparse.ArgumentParser, command: Any, args: argparse.Namespace) -> int:
-    if not is_postgres_dsn(args.db) and not Path(args.db).is_file():
-        parser.error(f"{args.db} does not exist")
-    try:
-        output = trio.run(_query, args.db, command, args)
-    except (StoreError, GraphError, ValueError, DiagramTargetError) as exc:
-        parser.exit(1, f"{parser.prog}: error: {exc}\n")
-    text = output if isinstance(output, str) else json.dumps(output, indent=2)
-    sys.stdout.write(text + "\n")
-    return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -16,7 +15,7 @@ from store._backends import drop_schema, postgres_dsn
 
 from fsmflow.cli import main
 from fsmflow.durable import RunHandle, RunStatus, start_run
-from fsmflow.durable._cli import load_workflows, register_runs_subcommands
+from fsmflow.durable._cli import load_workflows
 from fsmflow.store import Store, open_store
 
 from .workflows import Approval, Order, approval, order
@@ -43,13 +42,7 @@ async def _open(location: str) -> Store:
 
 
 def _runs(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="fsmflow runs")
-    register_runs_subcommands(parser.add_subparsers(dest="action", required=True))
-    try:
-        args = parser.parse_args(argv)
-        status = args.handler(args)
-    except SystemExit as exc:
-        status = int(exc.code or 0)
+    status = main(["runs", *argv])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
