@@ -11,7 +11,17 @@ import pytest
 
 import fsmflow
 
-PACKAGES = ("fsm", "supervisor", "diagrams", "store", "reactor", "graph", "dag", "testing")
+PACKAGES = (
+    "fsm",
+    "supervisor",
+    "diagrams",
+    "store",
+    "reactor",
+    "graph",
+    "dag",
+    "durable",
+    "testing",
+)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
